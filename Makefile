@@ -1,0 +1,90 @@
+# jitgate: `make run` starts the server on its embedded defaults; `make test` runs everything CI runs.
+# Every target installs what it needs: Node 24 (from the npm registry, when the machine's node is older),
+# the npm dependencies (npm ci), and the OPA CLI (scripts/ensure-opa.sh).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+NODE_VERSION := 24.21.0
+TOOLS := $(CURDIR)/tools
+OPA := $(TOOLS)/bin/opa
+BUNDLE := bundles/jitgate.tar.gz
+CAPABILITIES := build/wasm-capabilities.json
+POLICY_SOURCES := $(shell find policies -type f \( -name '*.rego' -o -name '*.json' -o -name '*.yaml' -o -name '*.yml' \) -not -name '*_test.rego' 2>/dev/null)
+COVERAGE_FLOOR := 90
+
+SYSTEM_NODE_MAJOR := $(shell node -p 'process.versions.node.split(".")[0]' 2>/dev/null)
+ifeq ($(shell [ "0$(SYSTEM_NODE_MAJOR)" -ge 24 ] && echo yes),yes)
+NODE_DEP :=
+else
+NODE_HOME := $(TOOLS)/node/node_modules/node
+NODE_DEP := $(NODE_HOME)/bin/node
+export PATH := $(NODE_HOME)/bin:$(PATH)
+# Native addons build against Node 24's headers (shipped inside the registry package), not the machine's.
+export npm_config_nodedir = $(firstword $(wildcard $(NODE_HOME)/node_modules/node-linux-*))
+endif
+DEPS := node_modules/.package-lock.json
+
+.PHONY: help run dev test check typecheck lint policy-check policy-test bundle opa capabilities bench clean
+help:
+	@echo "make run     install what is missing, build the policy bundle, start jitgate on 127.0.0.1:8443"
+	@echo "make test    everything CI runs: policy checks and tests, type checks, lint, unit and end-to-end tests"
+	@echo "make dev     like run, and rebuild the bundle whenever a file under policies/ changes"
+	@echo "make bundle  compile policies/ to $(BUNDLE)"
+	@echo "make bench   benchmarks (figures in README.md)"
+
+$(NODE_DEP):
+	@echo "node: the machine's node is $(or $(SYSTEM_NODE_MAJOR),missing); installing Node $(NODE_VERSION) into tools/node"
+	npm install --prefix $(TOOLS)/node --no-save --no-package-lock --no-audit --no-fund node@$(NODE_VERSION)
+	@touch $@
+
+$(DEPS): package-lock.json $(NODE_DEP)
+	npm ci --no-audit --no-fund
+	@touch $@
+
+opa: $(OPA)
+$(OPA):
+	scripts/ensure-opa.sh $(OPA)
+
+# Regenerates the builtin allowlist after an OPA or opa-wasm upgrade (needs the OPA sources that
+# scripts/ensure-opa.sh keeps beside the binary it builds; set OPA_SRC to use others).
+OPA_SRC ?= $(dir $(realpath $(OPA)))
+capabilities: $(OPA) $(DEPS)
+	node scripts/gen-capabilities.ts $(OPA) $(OPA_SRC)
+
+bundle: $(BUNDLE)
+$(BUNDLE): $(POLICY_SOURCES) $(CAPABILITIES) src/policy/build.ts src/policy/entrypoints.ts | $(OPA) $(DEPS)
+	node scripts/build-bundle.ts $(OPA) policies $(CAPABILITIES) $(BUNDLE)
+
+policy-check: $(OPA)
+	$(OPA) check --strict --capabilities $(CAPABILITIES) --ignore '*_test.rego' policies
+	$(OPA) check --strict policies
+	@out=$$($(OPA) fmt --list policies); if [ -n "$$out" ]; then echo "not formatted (run: $(OPA) fmt -w policies):"; echo "$$out"; exit 1; fi
+
+policy-test: $(OPA) $(DEPS)
+	@mkdir -p .build
+	$(OPA) test --coverage --format=json policies > .build/policy-coverage.json || { $(OPA) test -v policies; exit 1; }
+	$(OPA) test policies
+	node scripts/coverage-floor.ts .build/policy-coverage.json $(COVERAGE_FLOOR)
+
+typecheck: $(DEPS)
+	npx tsc --noEmit -p .
+
+lint: $(DEPS)
+	npx biome check .
+
+check: policy-check policy-test typecheck lint
+
+test: check $(BUNDLE)
+	node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout "test/**/*.test.ts"
+
+run: $(BUNDLE) $(DEPS)
+	./bin/jitgate serve
+
+dev: $(BUNDLE) $(DEPS)
+	./bin/jitgate serve --watch-policies
+
+bench: $(BUNDLE) $(DEPS)
+	node bench/policy-eval.ts
+
+clean:
+	rm -rf .build data $(BUNDLE)

@@ -1,0 +1,30 @@
+// `jitgate serve`: starts jitgate and stops it cleanly on SIGINT/SIGTERM.
+import { startJitgate } from "../app.ts";
+import { loadServeConfig, type ServeFlags } from "../config.ts";
+import { createLogger } from "../log.ts";
+
+export async function serveCommand(flags: ServeFlags): Promise<void> {
+  const config = loadServeConfig(flags, process.env, process.cwd());
+  const log = createLogger(config.logLevel);
+  const jitgate = await startJitgate(config, log);
+  process.stderr.write(
+    `jitgate listening on ${jitgate.address} (policy revision ${jitgate.engine.active?.revision})\n` +
+      `  health: grpc.health.v1.Health/Check on ${jitgate.address}\n` +
+      `  try:    ./bin/jitgate eval jit/check/decision --input examples/check-input.json\n`,
+  );
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    jitgate.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGINT", () => stop("SIGINT"));
+  process.once("SIGTERM", () => stop("SIGTERM"));
+}

@@ -1,0 +1,84 @@
+// jitgate's typed errors. Every module throws these (or wraps foreign errors in them, keeping `cause`);
+// src/server/status.ts maps them to gRPC codes and src/cli/ to exit codes. Nothing else maps errors.
+
+export type ErrorCode =
+  | "INVALID_ARGUMENT"
+  | "NOT_FOUND"
+  | "ALREADY_EXISTS"
+  | "PERMISSION_DENIED"
+  | "UNAUTHENTICATED"
+  | "FAILED_PRECONDITION"
+  | "UNAVAILABLE"
+  | "INTERNAL";
+
+export class JitgateError extends Error {
+  readonly code: ErrorCode = "INTERNAL";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A field of a request or a configuration value is wrong; `field` names it as the user wrote it. */
+export class InvalidArgument extends JitgateError {
+  override readonly code = "INVALID_ARGUMENT";
+  readonly field: string;
+  constructor(field: string, message: string, options?: { cause?: unknown }) {
+    super(`${field}: ${message}`, options);
+    this.field = field;
+  }
+}
+
+export class NotFound extends JitgateError {
+  override readonly code = "NOT_FOUND";
+}
+
+export class AlreadyExists extends JitgateError {
+  override readonly code = "ALREADY_EXISTS";
+}
+
+/** Policy (or a rule of the lifecycle) said no; `reasons` are the policy's, formatted. */
+export class PermissionDenied extends JitgateError {
+  override readonly code = "PERMISSION_DENIED";
+  readonly reasons: readonly string[];
+  constructor(message: string, reasons: readonly string[] = []) {
+    super(reasons.length > 0 ? `${message}: ${reasons.join("; ")}` : message);
+    this.reasons = reasons;
+  }
+}
+
+export class Unauthenticated extends JitgateError {
+  override readonly code = "UNAUTHENTICATED";
+}
+
+export class FailedPrecondition extends JitgateError {
+  override readonly code = "FAILED_PRECONDITION";
+}
+
+/** jitgate cannot answer right now (no valid policy bundle, store not writable); callers deny and may retry. */
+export class Unavailable extends JitgateError {
+  override readonly code = "UNAVAILABLE";
+}
+
+/** A policy bundle file that cannot be used; `file` names it. */
+export class BundleError extends JitgateError {
+  override readonly code = "FAILED_PRECONDITION";
+  readonly file: string;
+  constructor(file: string, message: string, options?: { cause?: unknown }) {
+    super(`policy bundle ${file}: ${message}`, options);
+    this.file = file;
+  }
+}
+
+/** The policy could not be evaluated, or answered something that is not a valid decision. Fail closed. */
+export class PolicyEvaluationError extends JitgateError {
+  override readonly code = "UNAVAILABLE";
+}
+
+/** A foreign value thrown (opa-wasm throws plain strings and objects) as an Error with a readable message. */
+export function describeThrown(thrown: unknown): string {
+  if (thrown instanceof Error) return thrown.message;
+  if (typeof thrown === "string") return thrown;
+  if (thrown && typeof thrown === "object" && "message" in thrown) return String(thrown.message);
+  return String(thrown);
+}

@@ -1,0 +1,91 @@
+// The in-process policy engine: holds the active bundle and evaluates entrypoints on it. A new bundle is
+// verified off to the side (bundle.ts) and then swapped in with one reference assignment; evaluation is
+// synchronous, so every evaluation runs wholly on one bundle and reports that bundle's revision.
+import { describeThrown, PolicyEvaluationError, Unavailable } from "../errors.ts";
+import type { PolicyBundle } from "./bundle.ts";
+import {
+  type CheckDecision,
+  decodeCheckDecision,
+  decodeRequestPlan,
+  decodeReviewVerdict,
+  ENTRYPOINTS,
+  type RequestPlan,
+  type ReviewVerdict,
+} from "./entrypoints.ts";
+
+/** A policy answer together with the revision of the bundle that gave it. */
+export interface Evaluated<T> {
+  readonly result: T;
+  readonly revision: string;
+}
+
+export interface ActiveBundleInfo {
+  readonly revision: string;
+  readonly file: string;
+  readonly activatedAt: Date;
+}
+
+export class PolicyEngine {
+  #active: { bundle: PolicyBundle; activatedAt: Date } | undefined;
+  readonly #encoder = new TextEncoder();
+
+  /** Makes `bundle` the one every later evaluation uses. Returns the revision it replaced, if any. */
+  activate(bundle: PolicyBundle, now: Date = new Date()): string | undefined {
+    const previous = this.#active?.bundle.revision;
+    this.#active = { bundle, activatedAt: now };
+    return previous;
+  }
+
+  get active(): ActiveBundleInfo | undefined {
+    const a = this.#active;
+    return a && { revision: a.bundle.revision, file: a.bundle.file, activatedAt: a.activatedAt };
+  }
+
+  get ready(): boolean {
+    return this.#active !== undefined;
+  }
+
+  /** Evaluates any entrypoint of the active bundle; the result is the raw JSON value (undefined if the rule is). */
+  evaluate(entrypoint: string, input: unknown): Evaluated<unknown> {
+    const active = this.#active;
+    if (!active) throw new Unavailable("no policy bundle is loaded");
+    if (!active.bundle.entrypoints.includes(entrypoint)) {
+      throw new PolicyEvaluationError(
+        `entrypoint ${entrypoint} is not in bundle ${active.bundle.revision} (it has ${active.bundle.entrypoints.join(", ")})`,
+      );
+    }
+    let resultSet: { result?: unknown }[];
+    try {
+      // Serialised input in an exact ArrayBuffer skips a copy inside opa-wasm. A Buffer must not be passed:
+      // opa-wasm would treat it as an object and evaluate against garbage.
+      const bytes = this.#encoder.encode(JSON.stringify(input ?? null));
+      resultSet = active.bundle.policy.evaluate(bytes.buffer, entrypoint);
+    } catch (err) {
+      throw new PolicyEvaluationError(`policy ${entrypoint} failed to evaluate: ${describeThrown(err)}`, { cause: err });
+    }
+    return { result: resultSet[0]?.result, revision: active.bundle.revision };
+  }
+
+  requestPlan(input: object): Evaluated<RequestPlan> {
+    return this.#typed(ENTRYPOINTS.requestPlan, input, decodeRequestPlan);
+  }
+
+  reviewVerdict(input: object): Evaluated<ReviewVerdict> {
+    return this.#typed(ENTRYPOINTS.reviewVerdict, input, decodeReviewVerdict);
+  }
+
+  checkDecision(input: object): Evaluated<CheckDecision> {
+    return this.#typed(ENTRYPOINTS.checkDecision, input, decodeCheckDecision);
+  }
+
+  #typed<T>(entrypoint: string, input: object, decode: (v: unknown) => T | undefined): Evaluated<T> {
+    const { result, revision } = this.evaluate(entrypoint, input);
+    const decoded = decode(result);
+    if (decoded === undefined) {
+      throw new PolicyEvaluationError(
+        `policy ${entrypoint} (revision ${revision}) answered ${JSON.stringify(result) ?? "nothing"}, not a valid decision`,
+      );
+    }
+    return { result: decoded, revision };
+  }
+}

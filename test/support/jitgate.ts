@@ -1,0 +1,28 @@
+// Starts jitgate in-process on a free loopback port with a temp data directory, as `jitgate serve` would.
+import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
+import { pino } from "pino";
+import { type Jitgate, startJitgate } from "../../src/app.ts";
+import { loadServeConfig, type ServeFlags } from "../../src/config.ts";
+import { REAL_BUNDLE, ROOT } from "./bundles.ts";
+
+export async function startTestJitgate(dataDir: string, flags: ServeFlags = {}): Promise<Jitgate> {
+  const config = loadServeConfig({ listen: "127.0.0.1:0", dataDir, bundle: REAL_BUNDLE, ...flags }, {}, ROOT);
+  return startJitgate(config, pino({ level: "silent" }));
+}
+
+const HealthClient = grpc.makeGenericClientConstructor(healthService, "Health");
+
+/** grpc.health.v1.Health/Check for `service` ("" for the whole server): SERVING, NOT_SERVING, ... */
+export function healthStatus(address: string, service = ""): Promise<string> {
+  const client = new HealthClient(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    check: (req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: { status: string }) => void) => void;
+  };
+  return new Promise((ok, fail) => {
+    client.check({ service }, { deadline: Date.now() + 5_000 }, (err: grpc.ServiceError | null, res: { status: string }) => {
+      client.close();
+      if (err) fail(err);
+      else ok(res.status);
+    });
+  });
+}
