@@ -61,7 +61,7 @@ export async function makeArchive(dir: string, members: Record<string, string | 
   await create({ gzip: true, file: out, cwd: stage }, Object.keys(members));
 }
 
-/** The members of a real bundle, to reassemble with one of them changed. */
+/** The three members of the real bundle the engine reads, to reassemble with one of them changed. */
 export async function realMembers(): Promise<Record<string, Buffer>> {
   const { Parser } = await import("tar");
   const { gunzipSync } = await import("node:zlib");
@@ -71,7 +71,8 @@ export async function realMembers(): Promise<Record<string, Buffer>> {
       const chunks: Buffer[] = [];
       entry.on("data", (c: Buffer) => chunks.push(c));
       entry.on("end", () => {
-        members[entry.path.replace(/^\/+/, "")] = Buffer.concat(chunks);
+        const name = entry.path.replace(/^\/+/, "");
+        if (["policy.wasm", "data.json", ".manifest"].includes(name)) members[name] = Buffer.concat(chunks);
       });
     },
   });
