@@ -3,8 +3,8 @@
 // opa-wasm's own evaluate() given the input as an object (what a plain SDK user would call).
 import { randomUUID } from "node:crypto";
 import { loadBundleFile } from "../src/policy/bundle.ts";
-import { ENTRYPOINTS } from "../src/policy/entrypoints.ts";
 import { PolicyEngine } from "../src/policy/engine.ts";
+import { ENTRYPOINTS } from "../src/policy/entrypoints.ts";
 
 const BUNDLE = process.argv[2] ?? "bundles/jitgate.tar.gz";
 const NOW = 1_763_900_000;
@@ -55,5 +55,7 @@ for (const grants of [1, 10, 100]) {
   const ours = measure(() => engine.checkDecision(input), iterations);
   const base = measure(() => bundle.policy.evaluate(input, ENTRYPOINTS.checkDecision), iterations);
   const allow = engine.checkDecision(input).result.allow;
-  console.log(`${String(grants).padStart(6)}   ${fmt(ours.p50)} / ${fmt(ours.p99)}       ${fmt(base.p50)} / ${fmt(base.p99)}                 ${allow}`);
+  console.log(
+    `${String(grants).padStart(6)}   ${fmt(ours.p50)} / ${fmt(ours.p99)}       ${fmt(base.p50)} / ${fmt(base.p99)}                 ${allow}`,
+  );
 }

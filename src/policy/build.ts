@@ -23,13 +23,19 @@ export type BuildResult = { ok: true; revision: string } | { ok: false; message:
 const SOURCE = /\.(rego|json|ya?ml)$/;
 const isTest = (path: string) => path.endsWith("_test.rego");
 
-/** The revision is a digest of the policy sources that go into the bundle: same sources, same revision. */
-export async function policyRevision(policiesDir: string): Promise<string> {
+/**
+ * The revision is a digest of everything that shapes the bundle: the policy sources, the entrypoints and
+ * the builtin allowlist. Same inputs, same revision; a watcher skips a bundle whose revision it serves.
+ */
+export async function policyRevision(policiesDir: string, capabilities: string): Promise<string> {
   const files = (await readdir(policiesDir, { recursive: true, withFileTypes: true }))
     .filter((d) => d.isFile() && SOURCE.test(d.name) && !isTest(d.name))
     .map((d) => join(d.parentPath, d.name))
     .sort();
-  const hash = createHash("sha256");
+  const hash = createHash("sha256")
+    .update(REQUIRED_ENTRYPOINTS.join(","))
+    .update("\0")
+    .update(await readFile(capabilities));
   for (const file of files) {
     hash
       .update(relative(policiesDir, file))
@@ -41,7 +47,7 @@ export async function policyRevision(policiesDir: string): Promise<string> {
 }
 
 export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
-  const revision = await policyRevision(opts.policiesDir);
+  const revision = await policyRevision(opts.policiesDir, opts.capabilities);
   const tmp = join(dirname(opts.out), `.${basename(opts.out)}.${process.pid}.tmp`);
   const args = ["build", "-t", "wasm", "--capabilities", opts.capabilities, "--ignore", "*_test.rego", "--revision", revision];
   for (const e of REQUIRED_ENTRYPOINTS) args.push("-e", e);

@@ -54,6 +54,7 @@ export async function loadBundle(file: string, bytes: Buffer): Promise<PolicyBun
     throw new BundleError(file, `missing entrypoint(s) ${absent.join(", ")} (build with every -e that src/policy/entrypoints.ts lists)`);
   }
   verifyAnswers(file, policy);
+  verifyCatalog(file, policy);
   return { file, revision, policy, entrypoints };
 }
 
@@ -77,6 +78,23 @@ function verifyAnswers(file: string, policy: LoadedPolicy): void {
         `entrypoint ${entrypoint} answers an empty input with ${JSON.stringify(result) ?? "nothing"}, not the contract's shape (see policies/README.md)`,
       );
     }
+  }
+}
+
+/** The policy's own check of its data: a catalogue with mistakes is refused before it can serve. */
+function verifyCatalog(file: string, policy: LoadedPolicy): void {
+  let errors: unknown;
+  try {
+    errors = (policy.evaluate({}, ENTRYPOINTS.catalogErrors) as { result?: unknown }[])[0]?.result;
+  } catch (err) {
+    throw new BundleError(file, `entrypoint ${ENTRYPOINTS.catalogErrors} fails to evaluate: ${describeThrown(err)}`, { cause: err });
+  }
+  if (!Array.isArray(errors)) throw new BundleError(file, `entrypoint ${ENTRYPOINTS.catalogErrors} does not answer with a list`);
+  if (errors.length > 0) {
+    throw new BundleError(
+      file,
+      `the policy data has errors (fix policies/catalog/data.json): ${errors.map((e) => JSON.stringify(e)).join("; ")}`,
+    );
   }
 }
 

@@ -6,6 +6,8 @@ export const ENTRYPOINTS = {
   requestPlan: "jit/request/plan",
   reviewVerdict: "jit/review/verdict",
   checkDecision: "jit/check/decision",
+  /** Everything wrong in the policy data (the resource catalogue); a bundle is only activated when empty. */
+  catalogErrors: "jit/catalog/errors",
 } as const;
 
 export type EntrypointName = (typeof ENTRYPOINTS)[keyof typeof ENTRYPOINTS];

@@ -6,7 +6,7 @@ import { gzipSync } from "node:zlib";
 import { BundleError } from "../../src/errors.ts";
 import { loadBundle, loadBundleFile } from "../../src/policy/bundle.ts";
 import { REQUIRED_ENTRYPOINTS } from "../../src/policy/entrypoints.ts";
-import { buildCustom, makeArchive, REAL_BUNDLE, realMembers, removeDir, tempDir } from "../support/bundles.ts";
+import { buildCustom, buildVariant, makeArchive, REAL_BUNDLE, realMembers, removeDir, tempDir } from "../support/bundles.ts";
 
 let dir: string;
 before(async () => {
@@ -102,9 +102,25 @@ describe("policy bundle loading", () => {
       "request.rego": 'package jit.request\n\nplan := {"decision": "maybe"}\n',
       "review.rego": 'package jit.review\n\nverdict := {"allowed": true}\n',
       "check.rego": "package jit.check\n\ndecision := true\n",
+      "catalog.rego": "package jit.catalog\n\nerrors := []\n",
     };
     await buildCustom(dir, files, REQUIRED_ENTRYPOINTS, file);
     assert.match((await rejection(file)).message, /not the contract's shape/);
+  });
+
+  test("a bundle whose resource catalogue has errors is refused, listing them", async () => {
+    const file = join(dir, "bad-catalog.tar.gz");
+    await buildVariant(dir, file, async (policiesDir) => {
+      const catalog = join(policiesDir, "catalog", "data.json");
+      const data = JSON.parse(await readFile(catalog, "utf8"));
+      data.resources["db/orders"].actions = "write";
+      data.resources["db/orders"].source_cidr = ["10.0.0.0/8"];
+      await writeFile(catalog, JSON.stringify(data));
+    });
+    const err = await rejection(file);
+    assert.match(err.message, /the policy data has errors \(fix policies\/catalog\/data\.json\)/);
+    assert.match(err.message, /"resource":"db\/orders"/);
+    assert.match(err.message, /source_cidr/);
   });
 
   test("loading never depends on the file name: the same bytes load from a copy", async () => {

@@ -50,7 +50,14 @@ describe("policy dev loop (serve --watch-policies)", () => {
     await writeFile(catalog, JSON.stringify(data, null, 2));
     await until(() => engine.active?.revision !== before);
     assert.equal(builds.at(-1)?.ok, true);
-    const input = { subject: { id: "alice", groups: [] }, resource: "db/orders", action: "vacuum", context: { source_ip: "10.0.0.1" }, now: 100, grants: [] };
+    const input = {
+      subject: { id: "alice", groups: [] },
+      resource: "db/orders",
+      action: "vacuum",
+      context: { source_ip: "10.0.0.1" },
+      now: 100,
+      grants: [],
+    };
     const { result } = engine.checkDecision(input);
     assert.ok(!result.reasons.some((r) => r.code === "action_not_allowed"), "the new action is known to the served policy");
   });
