@@ -1,0 +1,101 @@
+// What the access domain needs from the world, declared here where it is used: the store (reads apart from
+// writes), the policy, the clock and id source. src/store, src/policy and the composition root implement them.
+import type { CheckDecision, Evaluated, RequestPlan, ReviewVerdict } from "../policy/index.ts";
+import type { AccessRequest, AuditEntry, Grant, GrantEvent, RequestState, Review } from "./model.ts";
+
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+}
+
+export interface PolicyDecider {
+  requestPlan(input: object): Evaluated<RequestPlan>;
+  reviewVerdict(input: object): Evaluated<ReviewVerdict>;
+  checkDecision(input: object): Evaluated<CheckDecision>;
+}
+
+/** A grant as the access check needs it: only what the policy reads. */
+export interface LiveGrant {
+  readonly id: string;
+  readonly actions: readonly string[];
+  readonly expiresAt: number;
+}
+
+/** What the request plan needs to know about the requester's other pending requests. */
+export interface PendingSummary {
+  readonly id: string;
+  readonly resource: string;
+  readonly actions: readonly string[];
+}
+
+export interface Page {
+  /** 1..500; the store caps it. */
+  readonly size: number;
+  /** Opaque, from a previous page's `next`; "" for the first page. */
+  readonly token: string;
+}
+
+export interface PageOf<T> {
+  readonly items: readonly T[];
+  /** "" when there is no further page. */
+  readonly next: string;
+}
+
+export interface RequestFilter {
+  readonly state?: RequestState;
+  readonly requester?: string;
+  readonly resource?: string;
+}
+
+export interface GrantFilter {
+  readonly subject?: string;
+  readonly resource?: string;
+  /** Only grants active at this time (ms): created at or before it, not yet expired or revoked then. */
+  readonly activeAt?: number;
+}
+
+export interface AccessReads {
+  request(id: string): AccessRequest | undefined;
+  requestByClientKey(requester: string, clientKey: string): AccessRequest | undefined;
+  /** Newest first. */
+  requests(filter: RequestFilter, page: Page): PageOf<AccessRequest>;
+  pendingRequestsOf(requester: string): readonly PendingSummary[];
+  grant(id: string): Grant | undefined;
+  /** Newest first. */
+  grants(filter: GrantFilter, page: Page): PageOf<Grant>;
+  /** Every grant of the subject that is neither revoked nor expired at `now`. */
+  liveGrantsOf(subject: string, now: number): readonly Grant[];
+  /** The access check's read: one indexed query for the subject's live grants on one resource. */
+  liveGrantsOn(subject: string, resource: string, now: number): readonly LiveGrant[];
+  /** Grant events with seq > `after`, oldest first, at most `limit`. */
+  grantEventsAfter(after: number, limit: number): readonly GrantEvent[];
+  latestGrantEventSeq(): number;
+  /** The earliest time (ms) at which a grant expiry or a pending request's timeout is still to be recorded. */
+  nextDue(): number | undefined;
+}
+
+/** Writes; call them inside `transaction` so a change and its audit entries commit together or not at all. */
+export interface AccessWrites {
+  transaction<T>(fn: () => T): T;
+  insertRequest(request: AccessRequest): void;
+  insertReview(review: Review): void;
+  /** Moves a request out of `from` (compare-and-set); false when it was no longer in `from`. */
+  decideRequest(
+    id: string,
+    from: RequestState,
+    change: { state: RequestState; decidedAt: number; stateReason: string; grantId?: string },
+  ): boolean;
+  /** Stores the grant and its CREATED event. */
+  insertGrant(grant: Grant): GrantEvent;
+  /** Revokes a grant that is live at `at`, with its REVOKED event; undefined when it was not live. */
+  revokeGrant(id: string, at: number, by: string, reason: string): GrantEvent | undefined;
+  /** Revokes every grant of the subject that is live at `at`. */
+  revokeGrantsOf(subject: string, at: number, by: string, reason: string): readonly GrantEvent[];
+  /** Records an EXPIRED event for each grant whose expiry is at or before `now` and not yet recorded. */
+  recordExpiries(now: number): readonly GrantEvent[];
+  /** Moves PENDING requests whose pendingUntil is at or before `now` to EXPIRED; returns them as they now are. */
+  expirePending(now: number, stateReason: string): readonly AccessRequest[];
+  appendAudit(entry: AuditEntry): void;
+}
+
+export interface AccessStore extends AccessReads, AccessWrites {}
