@@ -38,7 +38,7 @@ setting(r, key, d) := util.opt(r, key, util.opt(tier(r), key, d))
 # settings: the resolved settings of a valid resource.
 settings(r) := {k: setting(r, k, d) | some k, d in setting_defaults}
 
-# unknown_fields: keys of an entry that are not resource fields (cheap; used on the hot path).
+# unknown_fields: keys of an entry that are not resource fields.
 unknown_fields(r) := object.keys(r) - resource_fields
 
 # config_errors: the names of the fields of entry r that are invalid; empty when r is usable.

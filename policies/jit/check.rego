@@ -35,7 +35,6 @@ permitted if {
 	is_number(input.now)
 	is_object(util.opt(input, "context", {}))
 	r := res
-	count(catalog.unknown_fields(r)) == 0
 	input.action in r.actions
 	source_allowed(r)
 }
@@ -78,7 +77,7 @@ field_problems contains util.reason("action_not_allowed", {"action": action}) if
 
 field_problems contains util.reason("source_not_allowed", {"source_ip": source_ip}) if {
 	r := res
-	"source_cidrs" in object.keys(r)
+	has_source_cidrs(r)
 	not source_allowed(r)
 }
 
@@ -95,7 +94,10 @@ source_ip := ip if {
 	is_string(ip)
 } else := ""
 
-source_allowed(r) if not "source_cidrs" in object.keys(r)
+source_allowed(r) if not has_source_cidrs(r)
+
+# Defined whenever the entry has the key, even with a null value (which then allows no source).
+has_source_cidrs(r) if _ = r.source_cidrs
 
 source_allowed(r) if {
 	source_ip != ""

@@ -114,10 +114,13 @@ test_deny_source_also_applies_to_standing if {
 	fixtures.codes(d) == ["source_not_allowed"]
 }
 
-test_deny_misconfigured_resource if {
-	d := decide({"resource": "broken/typo", "action": "read", "grants": [grant("g", ["read"], fixtures.now + 9)]})
-	fixtures.codes(d) == ["resource_misconfigured"]
-	d.reasons[0].fields == ["source_cidr"]
+# A catalogue with errors never serves: jitgate refuses a bundle whose data.jit.catalog.errors is not
+# empty (see catalog_test.rego), so the hot path does not re-validate entries. When a check against such
+# an entry is denied, the reasons still name the misconfiguration.
+test_misconfigured_resource_named_in_denials if {
+	d := decide({"resource": "broken/typo", "action": "write", "grants": [grant("g", ["write"], fixtures.now + 9)]})
+	fixtures.codes(d) == ["action_not_allowed", "resource_misconfigured"]
+	d.reasons[1].fields == ["source_cidr"]
 	e := decide({"resource": "broken/entry", "action": "read", "grants": [grant("g", ["read"], fixtures.now + 9)]})
 	fixtures.codes(e) == ["action_not_allowed", "resource_misconfigured"]
 	e.reasons[1].fields == ["entry"]
