@@ -80,10 +80,10 @@ test: check $(BUNDLE)
 	node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout "test/**/*.test.ts"
 
 run: $(BUNDLE) $(DEPS)
-	./bin/jitgate serve
+	./bin/jitgate serve --dev
 
 dev: $(BUNDLE) $(DEPS)
-	./bin/jitgate serve --watch-policies
+	./bin/jitgate serve --dev --watch-policies
 
 bench: $(BUNDLE) $(DEPS)
 	node bench/policy-eval.ts

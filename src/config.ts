@@ -1,8 +1,11 @@
 // Server configuration: read once from flags, then the environment, then the embedded defaults; validated
 // here into a frozen object that everything else receives. A bad value is an InvalidArgument naming the
 // flag and its environment variable.
+import { isIP } from "node:net";
 import { isAbsolute, resolve } from "node:path";
 import { InvalidArgument } from "./errors.ts";
+import { type IdentityConfig, parseIdentityConfig } from "./identity/config.ts";
+import { TLS_FIELDS } from "./identity/mtls.ts";
 
 export interface ServeConfig {
   readonly listen: { readonly host: string; readonly port: number };
@@ -13,6 +16,10 @@ export interface ServeConfig {
   readonly opa: string;
   readonly capabilities: string;
   readonly logLevel: LogLevel;
+  readonly identity: IdentityConfig;
+  /** The server's own certificate; required for mTLS and for listening beyond loopback. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
+  readonly adminGroups: readonly string[];
 }
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -27,6 +34,20 @@ export interface ServeFlags {
   policiesDir?: string;
   opa?: string;
   logLevel?: string;
+  dev?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  mtlsCa?: string;
+  mtlsGroups?: string;
+  oidcIssuer?: string;
+  oidcAudience?: string;
+  oidcJwksFile?: string;
+  oidcJwksUrl?: string;
+  oidcGroupsClaim?: string;
+  oidcSubjectClaim?: string;
+  oidcAlgorithms?: string;
+  oidcClockTolerance?: string;
+  adminGroups?: string;
 }
 
 export const DEFAULTS = {
@@ -37,6 +58,7 @@ export const DEFAULTS = {
   opa: "tools/bin/opa",
   capabilities: "build/wasm-capabilities.json",
   logLevel: "info",
+  adminGroups: "jitgate-admins",
 } as const;
 
 export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: string): ServeConfig {
@@ -46,16 +68,63 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
   if (!LOG_LEVELS.includes(logLevel as LogLevel)) {
     throw new InvalidArgument("--log-level (JITGATE_LOG_LEVEL)", `'${logLevel}' is not one of ${LOG_LEVELS.join(", ")}`);
   }
+  const listen = parseListen(pick(flags.listen, "JITGATE_LISTEN", DEFAULTS.listen));
+  const dataDir = path(pick(flags.dataDir, "JITGATE_DATA_DIR", DEFAULTS.dataDir));
+  const opt = (flag: string | undefined, name: string) => flag ?? env[name];
+  const identity = parseIdentityConfig(
+    {
+      dev: flags.dev ?? env.JITGATE_DEV,
+      dataDir,
+      mtls: { caFile: opt(flags.mtlsCa, "JITGATE_MTLS_CA"), groupsFile: opt(flags.mtlsGroups, "JITGATE_MTLS_GROUPS") },
+      oidc: {
+        issuer: opt(flags.oidcIssuer, "JITGATE_OIDC_ISSUER"),
+        audience: opt(flags.oidcAudience, "JITGATE_OIDC_AUDIENCE"),
+        jwksFile: opt(flags.oidcJwksFile, "JITGATE_OIDC_JWKS_FILE"),
+        jwksUrl: opt(flags.oidcJwksUrl, "JITGATE_OIDC_JWKS_URL"),
+        groupsClaim: opt(flags.oidcGroupsClaim, "JITGATE_OIDC_GROUPS_CLAIM"),
+        subjectClaim: opt(flags.oidcSubjectClaim, "JITGATE_OIDC_SUBJECT_CLAIM"),
+        algorithms: opt(flags.oidcAlgorithms, "JITGATE_OIDC_ALGORITHMS"),
+        clockToleranceS: opt(flags.oidcClockTolerance, "JITGATE_OIDC_CLOCK_TOLERANCE"),
+      },
+    },
+    cwd,
+  );
+  const certFile = opt(flags.tlsCert, "JITGATE_TLS_CERT");
+  const keyFile = opt(flags.tlsKey, "JITGATE_TLS_KEY");
+  if ((certFile === undefined) !== (keyFile === undefined))
+    throw new InvalidArgument(`${TLS_FIELDS.certFile} / ${TLS_FIELDS.keyFile}`, "give both or neither");
+  const tls = certFile && keyFile ? Object.freeze({ certFile: path(certFile), keyFile: path(keyFile) }) : undefined;
+  if (identity.mtls && !tls)
+    throw new InvalidArgument(TLS_FIELDS.certFile, "client certificates (--mtls-ca) need the server's own certificate and key");
+  if (!tls && !isLoopback(listen.host)) {
+    throw new InvalidArgument(
+      "--listen (JITGATE_LISTEN)",
+      `${listen.host} is not a loopback address: serving beyond this machine needs TLS (${TLS_FIELDS.certFile})`,
+    );
+  }
+  const adminGroups = pick(flags.adminGroups, "JITGATE_ADMIN_GROUPS", DEFAULTS.adminGroups)
+    .split(",")
+    .map((g) => g.trim())
+    .filter(Boolean);
   return Object.freeze({
-    listen: Object.freeze(parseListen(pick(flags.listen, "JITGATE_LISTEN", DEFAULTS.listen))),
-    dataDir: path(pick(flags.dataDir, "JITGATE_DATA_DIR", DEFAULTS.dataDir)),
+    listen: Object.freeze(listen),
+    dataDir,
     bundle: path(pick(flags.bundle, "JITGATE_BUNDLE", DEFAULTS.bundle)),
     watchPolicies: flags.watchPolicies ?? env.JITGATE_WATCH_POLICIES === "1",
     policiesDir: path(pick(flags.policiesDir, "JITGATE_POLICIES_DIR", DEFAULTS.policiesDir)),
     opa: path(pick(flags.opa, "OPA", DEFAULTS.opa)),
     capabilities: path(DEFAULTS.capabilities),
     logLevel: logLevel as LogLevel,
+    identity,
+    tls,
+    adminGroups: Object.freeze(adminGroups),
   });
+}
+
+function isLoopback(host: string): boolean {
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  return host === "::1";
 }
 
 /** `host:port`, `[v6]:port`; the port may be 0 (any free port, for tests). */

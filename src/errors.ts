@@ -37,13 +37,29 @@ export class AlreadyExists extends JitgateError {
   override readonly code = "ALREADY_EXISTS";
 }
 
-/** Policy (or a rule of the lifecycle) said no; `reasons` are the policy's, formatted. */
+/** A reason as the policy states it: stable code, fixed sentence, specifics as further fields. */
+export interface ReasonDetail {
+  readonly code: string;
+  readonly message: string;
+  readonly [detail: string]: unknown;
+}
+
+/** What a denial tells the caller beyond its message. */
+export interface DenialFacts {
+  readonly reasons?: readonly ReasonDetail[];
+  readonly revision?: string;
+  readonly requestId?: string;
+}
+
+/** Policy (or a rule of the lifecycle) said no; `reasons` are the policy's, formatted for people. */
 export class PermissionDenied extends JitgateError {
   override readonly code = "PERMISSION_DENIED";
   readonly reasons: readonly string[];
-  constructor(message: string, reasons: readonly string[] = []) {
+  readonly facts: DenialFacts;
+  constructor(message: string, reasons: readonly string[] = [], facts: DenialFacts = {}) {
     super(reasons.length > 0 ? `${message}: ${reasons.join("; ")}` : message);
     this.reasons = reasons;
+    this.facts = facts;
   }
 }
 

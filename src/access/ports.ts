@@ -59,7 +59,8 @@ export interface AccessReads {
   requestByClientKey(requester: string, clientKey: string): AccessRequest | undefined;
   /** Newest first. */
   requests(filter: RequestFilter, page: Page): PageOf<AccessRequest>;
-  pendingRequestsOf(requester: string): readonly PendingSummary[];
+  /** The requester's requests still pending at `now` (one past its deadline no longer counts, swept or not). */
+  pendingRequestsOf(requester: string, now: number): readonly PendingSummary[];
   grant(id: string): Grant | undefined;
   /** Newest first. */
   grants(filter: GrantFilter, page: Page): PageOf<Grant>;

@@ -1,22 +1,33 @@
-// How the CLI ends: one line naming what went wrong (never a bare stack trace) and an exit code by kind.
-import { describeThrown, JitgateError } from "../errors.ts";
+// How the CLI ends: one line naming what went wrong, with its gRPC code (never a bare stack trace), and an
+// exit code by kind, so scripts can tell a denial from bad usage from an unreachable server.
+import { status } from "@grpc/grpc-js";
+import { describeThrown, type ErrorCode, JitgateError } from "../errors.ts";
 
-export const EXIT = { ok: 0, denied: 1, failure: 1, usage: 2, unavailable: 3 } as const;
+export const EXIT = { ok: 0, denied: 1, usage: 2, unavailable: 3, timeout: 4, unauthenticated: 5, failure: 6 } as const;
+
+const EXIT_OF_CODE: Partial<Record<string, number>> = {
+  PERMISSION_DENIED: EXIT.denied,
+  INVALID_ARGUMENT: EXIT.usage,
+  UNAVAILABLE: EXIT.unavailable,
+  DEADLINE_EXCEEDED: EXIT.timeout,
+  UNAUTHENTICATED: EXIT.unauthenticated,
+};
+
+/** The gRPC code name of an error from a call (ServiceError) or from jitgate itself. */
+export function codeName(err: unknown): string {
+  if (err instanceof JitgateError) return err.code satisfies ErrorCode;
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code === "number" && status[code]) return status[code] as string;
+  return "INTERNAL";
+}
 
 export function exitCodeFor(err: unknown): number {
-  if (!(err instanceof JitgateError)) return EXIT.failure;
-  switch (err.code) {
-    case "INVALID_ARGUMENT":
-      return EXIT.usage;
-    case "UNAVAILABLE":
-      return EXIT.unavailable;
-    default:
-      return EXIT.failure;
-  }
+  return EXIT_OF_CODE[codeName(err)] ?? EXIT.failure;
 }
 
 export function fail(err: unknown): never {
-  const kind = err instanceof JitgateError ? err.code : "INTERNAL";
-  process.stderr.write(`jitgate: ${kind}: ${describeThrown(err)}\n`);
+  const details = (err as { details?: unknown })?.details;
+  const message = typeof details === "string" && details !== "" ? details : describeThrown(err);
+  process.stderr.write(`jitgate: ${codeName(err)}: ${message}\n`);
   process.exit(exitCodeFor(err));
 }

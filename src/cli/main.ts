@@ -1,8 +1,10 @@
 // The `jitgate` command: parses arguments (commander) and hands each subcommand its options.
 import { Command } from "commander";
 import { DEFAULTS } from "../config.ts";
+import { registerAccessCommands } from "./access-commands.ts";
 import { evalCommand } from "./eval.ts";
 import { EXIT, fail } from "./exit.ts";
+import { loginCommand } from "./login.ts";
 import { serveCommand } from "./serve.ts";
 
 const program = new Command()
@@ -21,7 +23,31 @@ program
   .option("--policies-dir <dir>", `policy sources for --watch-policies (default ${DEFAULTS.policiesDir})`)
   .option("--opa <file>", `OPA CLI for --watch-policies (env OPA, default ${DEFAULTS.opa})`)
   .option("--log-level <level>", "debug, info, warn or error (env JITGATE_LOG_LEVEL, default info)")
+  .option("--dev", "DEV MODE: accept tokens from a local dev issuer (see `jitgate login`); never in production (env JITGATE_DEV=1)")
+  .option("--oidc-issuer <url>", "accept bearer tokens from this OIDC issuer (env JITGATE_OIDC_ISSUER)")
+  .option("--oidc-audience <aud>", "the audience those tokens must name (env JITGATE_OIDC_AUDIENCE)")
+  .option("--oidc-jwks-file <file>", "the issuer's keys, as a JWKS file (env JITGATE_OIDC_JWKS_FILE)")
+  .option("--oidc-jwks-url <url>", "the issuer's keys, fetched from this URL (env JITGATE_OIDC_JWKS_URL)")
+  .option("--oidc-groups-claim <claim>", "claim holding the caller's groups, e.g. realm_access.roles (default groups)")
+  .option("--oidc-subject-claim <claim>", "claim holding the caller's id (default sub)")
+  .option("--oidc-algorithms <list>", "allowed signature algorithms (default RS256,ES256,EdDSA,PS256)")
+  .option("--oidc-clock-tolerance <seconds>", "clock skew allowed on exp/nbf, at most 60 (default 30)")
+  .option("--mtls-ca <file>", "accept client certificates from this CA (env JITGATE_MTLS_CA)")
+  .option("--mtls-groups <file>", "JSON map from certificate identity to groups (env JITGATE_MTLS_GROUPS)")
+  .option("--tls-cert <file>", "the server's certificate (env JITGATE_TLS_CERT)")
+  .option("--tls-key <file>", "the server's private key (env JITGATE_TLS_KEY)")
+  .option("--admin-groups <list>", `groups that may revoke others' grants (env JITGATE_ADMIN_GROUPS, default ${DEFAULTS.adminGroups})`)
   .action((opts) => serveCommand(opts));
+
+program
+  .command("login")
+  .description("DEV MODE: print a token from the local dev issuer and save it for the CLI")
+  .requiredOption("--as <id>", "the caller id the token names")
+  .option("--groups <list>", "comma-separated groups", "")
+  .option("--ttl <seconds>", "how long the token lasts, at most 86400", "28800")
+  .option("--data-dir <dir>", `the dev server's data directory (env JITGATE_DATA_DIR, default ${DEFAULTS.dataDir})`)
+  .option("--print", "print the token instead of saving it (for JITGATE_TOKEN=$(...))")
+  .action((opts) => loginCommand(opts));
 
 program
   .command("eval")
@@ -30,6 +56,8 @@ program
   .requiredOption("--input <file>", "JSON input file, or - for standard input")
   .option("--bundle <file>", "policy bundle", DEFAULTS.bundle)
   .action((entrypoint: string, opts: { input: string; bundle: string }) => evalCommand(entrypoint, opts));
+
+registerAccessCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -27,13 +27,18 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export async function startServer(host: string, port: number, register: (server: grpc.Server) => void): Promise<RunningServer> {
+export async function startServer(
+  host: string,
+  port: number,
+  credentials: grpc.ServerCredentials,
+  register: (server: grpc.Server) => void,
+): Promise<RunningServer> {
   const server = new grpc.Server(SERVER_OPTIONS);
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, "NOT_SERVING"])));
   health.addToServer(server);
   register(server);
   const bound = await new Promise<number>((ok, fail) =>
-    server.bindAsync(formatListen(host, port), grpc.ServerCredentials.createInsecure(), (err, p) => (err ? fail(err) : ok(p))),
+    server.bindAsync(formatListen(host, port), credentials, (err, p) => (err ? fail(err) : ok(p))),
   );
   return {
     address: formatListen(host, bound),

@@ -76,9 +76,21 @@ describe("jitgate CLI", () => {
 
   test("serve refuses to start without a valid bundle, naming the file", () => {
     const missing = join(dir, "none.tar.gz");
-    const run = jitgate(["serve", "--listen", "127.0.0.1:0", "--data-dir", join(dir, "d1"), "--bundle", missing]);
+    const run = jitgate(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", join(dir, "d1"), "--bundle", missing]);
     assert.notEqual(run.status, 0);
     assert.match(run.stderr, new RegExp(`policy bundle ${missing}: does not exist`));
+  });
+
+  test("serve refuses to start without any caller identity configured", () => {
+    const run = jitgate(["serve", "--listen", "127.0.0.1:0", "--data-dir", join(dir, "d2"), "--bundle", REAL_BUNDLE]);
+    assert.equal(run.status, 2);
+    assert.match(run.stderr, /no caller identity configured/);
+  });
+
+  test("serve refuses a non-loopback address without TLS", () => {
+    const run = jitgate(["serve", "--dev", "--listen", "0.0.0.0:0", "--data-dir", join(dir, "d3"), "--bundle", REAL_BUNDLE]);
+    assert.equal(run.status, 2);
+    assert.match(run.stderr, /0\.0\.0\.0 is not a loopback address: serving beyond this machine needs TLS/);
   });
 
   test("serve rejects a malformed --listen with the flag's name and exit code 2", () => {
@@ -89,10 +101,14 @@ describe("jitgate CLI", () => {
 
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     test(`serve answers health checks and stops cleanly on ${signal}`, async () => {
-      const child = spawn(JITGATE, ["serve", "--listen", "127.0.0.1:0", "--data-dir", join(dir, signal), "--bundle", REAL_BUNDLE], {
-        cwd: ROOT,
-        stdio: ["ignore", "pipe", "pipe"],
-      });
+      const child = spawn(
+        JITGATE,
+        ["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", join(dir, signal), "--bundle", REAL_BUNDLE],
+        {
+          cwd: ROOT,
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
       const address = await listening(child);
       assert.equal(await healthStatus(address), "SERVING");
       const exited = new Promise<number | null>((ok) => child.once("exit", (code) => ok(code)));

@@ -7,7 +7,7 @@ import { loadServeConfig, type ServeFlags } from "../../src/config.ts";
 import { REAL_BUNDLE, ROOT } from "./bundles.ts";
 
 export async function startTestJitgate(dataDir: string, flags: ServeFlags = {}): Promise<Jitgate> {
-  const config = loadServeConfig({ listen: "127.0.0.1:0", dataDir, bundle: REAL_BUNDLE, ...flags }, {}, ROOT);
+  const config = loadServeConfig({ listen: "127.0.0.1:0", dataDir, bundle: REAL_BUNDLE, dev: true, ...flags }, {}, ROOT);
   return startJitgate(config, pino({ level: "silent" }));
 }
 

@@ -1,0 +1,99 @@
+// The access lifecycle as one object for the edges (gRPC server, tests): each method is a domain function
+// bound to the dependencies it runs on.
+import { NotFound } from "../errors.ts";
+import { type CheckInput, type CheckResult, check } from "./check.ts";
+import type { AccessDeps } from "./deps.ts";
+import { ExpiryScheduler } from "./expiry.ts";
+import { revokeGrant, revokeSubject } from "./grants.ts";
+import type { AccessRequest, Caller, Grant, GrantEvent } from "./model.ts";
+import type { GrantFilter, Page, PageOf, RequestFilter } from "./ports.ts";
+import { type RequestAccessInput, requestAccess } from "./request.ts";
+import { cancelRequest, type ReviewInput, reviewRequest } from "./review.ts";
+
+export interface GrantWatch {
+  readonly subject?: string;
+  readonly resource?: string;
+  readonly afterSeq: number;
+}
+
+export class Access {
+  readonly deps: AccessDeps;
+  readonly #expiry: ExpiryScheduler;
+
+  constructor(deps: AccessDeps, onBackgroundError: (err: unknown) => void) {
+    this.deps = deps;
+    this.#expiry = new ExpiryScheduler(deps, onBackgroundError);
+    deps.feed.onLocalChange(() => this.#expiry.wake());
+  }
+
+  /** Starts recording expiries and timeouts as they fall due. */
+  start(): void {
+    this.#expiry.start();
+  }
+
+  stop(): void {
+    this.#expiry.stop();
+    this.deps.feed.close();
+  }
+
+  requestAccess(caller: Caller, input: RequestAccessInput): AccessRequest {
+    return requestAccess(this.deps, caller, input);
+  }
+
+  getRequest(id: string): AccessRequest {
+    const request = this.deps.store.request(id);
+    if (!request) throw new NotFound(`access request ${id} does not exist`);
+    return request;
+  }
+
+  listRequests(filter: RequestFilter, page: Page): PageOf<AccessRequest> {
+    return this.deps.store.requests(filter, page);
+  }
+
+  review(caller: Caller, input: ReviewInput): AccessRequest {
+    return reviewRequest(this.deps, caller, input);
+  }
+
+  cancel(caller: Caller, requestId: string, reason: string): AccessRequest {
+    return cancelRequest(this.deps, caller, requestId, reason);
+  }
+
+  check(input: CheckInput): CheckResult {
+    return check(this.deps, input);
+  }
+
+  getGrant(id: string): Grant {
+    const grant = this.deps.store.grant(id);
+    if (!grant) throw new NotFound(`grant ${id} does not exist`);
+    return grant;
+  }
+
+  /** Active grants by default; all of them with `includeInactive`; those active at `activeAt` if given. */
+  listGrants(filter: GrantFilter & { includeInactive?: boolean }, page: Page): PageOf<Grant> {
+    const { includeInactive, ...rest } = filter;
+    const activeAt = rest.activeAt ?? (includeInactive ? undefined : this.deps.clock.now());
+    return this.deps.store.grants({ ...rest, ...(activeAt === undefined ? {} : { activeAt }) }, page);
+  }
+
+  revokeGrant(caller: Caller, grantId: string, reason: string): Grant {
+    return revokeGrant(this.deps, caller, grantId, reason);
+  }
+
+  revokeSubject(caller: Caller, subject: string, reason: string): readonly Grant[] {
+    return revokeSubject(this.deps, caller, subject, reason);
+  }
+
+  /** Grant events after `afterSeq` (0: only new ones), filtered; returns the unsubscribe function. */
+  watchGrants(watch: GrantWatch, deliver: (event: GrantEvent) => void): () => void {
+    const from = watch.afterSeq > 0 ? watch.afterSeq : this.deps.feed.cursor;
+    return this.deps.feed.subscribe(from, {
+      matches: (e) => (!watch.subject || e.grant.subject === watch.subject) && (!watch.resource || e.grant.resource === watch.resource),
+      deliver,
+    });
+  }
+
+  /** Calls `done` once the request is decided; returns a function that stops waiting. */
+  waitForDecision(requestId: string, done: (request: AccessRequest) => void): () => void {
+    return this.deps.feed.waitForDecision(requestId, done);
+  }
+}

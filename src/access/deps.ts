@@ -1,0 +1,19 @@
+// Everything the access lifecycle runs on, passed in by the composition root (src/app.ts) or a test.
+import type { ChangeFeed } from "./feed.ts";
+import type { Caller } from "./model.ts";
+import type { AccessStore, Clock, PolicyDecider } from "./ports.ts";
+
+export interface AccessDeps {
+  readonly store: AccessStore;
+  readonly policy: PolicyDecider;
+  readonly clock: Clock;
+  readonly newId: () => string;
+  /** Told after every committed change, so watchers and waiters hear of it at once. */
+  readonly feed: ChangeFeed;
+  /** Groups whose members may revoke other people's grants and revoke a subject's access. */
+  readonly adminGroups: readonly string[];
+}
+
+export function isAdmin(deps: AccessDeps, caller: Caller): boolean {
+  return caller.groups.some((g) => deps.adminGroups.includes(g));
+}

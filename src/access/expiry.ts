@@ -1,0 +1,67 @@
+// Records what time alone changes: grants reaching their expiry (an EXPIRED event and audit entry at the
+// expiry time, so watchers hear of it on time) and pending requests timing out. Checks never wait for it:
+// they ignore expired grants by themselves. Sleeps until the next due time, woken early by local changes.
+import { audit } from "./audit.ts";
+import type { AccessDeps } from "./deps.ts";
+
+/** Longest sleep: other processes sharing the store may add earlier due times that nobody tells us of. */
+const MAX_SLEEP_MS = 1_000;
+
+export class ExpiryScheduler {
+  readonly #deps: AccessDeps;
+  readonly #onError: (err: unknown) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = true;
+
+  constructor(deps: AccessDeps, onError: (err: unknown) => void) {
+    this.#deps = deps;
+    this.#onError = onError;
+  }
+
+  start(): void {
+    this.#stopped = false;
+    this.wake();
+  }
+
+  /** Records everything due by now, then sleeps until the next due time. Called on every local change. */
+  wake(): void {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    let wait = MAX_SLEEP_MS;
+    try {
+      if (this.#isDue()) this.runDue();
+      const due = this.#deps.store.nextDue();
+      if (due !== undefined) wait = Math.min(MAX_SLEEP_MS, Math.max(0, due - this.#deps.clock.now()));
+    } catch (err) {
+      this.#onError(err);
+    }
+    this.#timer = setTimeout(() => this.wake(), wait);
+  }
+
+  #isDue(): boolean {
+    const due = this.#deps.store.nextDue();
+    return due !== undefined && due <= this.#deps.clock.now();
+  }
+
+  /** One pass: every grant expiry and request timeout due by now, in one transaction. Returns the counts. */
+  runDue(): { grants: number; requests: number } {
+    const { store, clock } = this.#deps;
+    const now = clock.now();
+    const counts = store.transaction(() => {
+      const expired = store.recordExpiries(now);
+      for (const e of expired)
+        store.appendAudit(audit.grant("GRANT_EXPIRED", { at: e.at, actor: "jitgate", grant: e.grant, reason: "expired" }));
+      const timedOut = store.expirePending(now, "timed out waiting for approvals");
+      for (const r of timedOut)
+        store.appendAudit(audit.request("REQUEST_EXPIRED", { at: r.pendingUntil, actor: "jitgate", request: r, reason: r.stateReason }));
+      return { grants: expired.length, requests: timedOut.length };
+    });
+    if (counts.grants + counts.requests > 0) this.#deps.feed.changed();
+    return counts;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+}

@@ -1,0 +1,62 @@
+// Grants: made from an approved request (the granted duration runs from approval), revoked one by one or
+// all at once for a subject.
+import { FailedPrecondition, NotFound, PermissionDenied } from "../errors.ts";
+import { audit } from "./audit.ts";
+import { type AccessDeps, isAdmin } from "./deps.ts";
+import { type AccessRequest, type Caller, type Grant, grantStatus } from "./model.ts";
+
+export function newGrant(deps: AccessDeps, request: AccessRequest, approvedAt: number): Grant {
+  return {
+    id: deps.newId(),
+    requestId: request.id,
+    subject: request.requester.id,
+    resource: request.resource,
+    actions: request.actions,
+    audience: request.plan.audience,
+    breakGlass: request.plan.break_glass,
+    createdAt: approvedAt,
+    expiresAt: approvedAt + request.plan.granted_duration_s * 1000,
+    revokedAt: undefined,
+    revokedBy: undefined,
+    revokeReason: undefined,
+    policyRevision: request.policyRevision,
+  };
+}
+
+/** Its subject may give a grant up; anyone else must be an admin. */
+export function revokeGrant(deps: AccessDeps, caller: Caller, grantId: string, reason: string): Grant {
+  const grant = deps.store.grant(grantId) ?? notFoundGrant(grantId);
+  if (grant.subject !== caller.id && !isAdmin(deps, caller)) {
+    throw new PermissionDenied(`only ${grant.subject} or an admin (${deps.adminGroups.join(", ")}) may revoke grant ${grantId}`);
+  }
+  const now = deps.clock.now();
+  const event = deps.store.transaction(() => {
+    const revoked = deps.store.revokeGrant(grantId, now, caller.id, reason);
+    if (revoked) deps.store.appendAudit(audit.grant("GRANT_REVOKED", { at: now, actor: caller.id, grant: revoked.grant, reason }));
+    return revoked;
+  });
+  if (!event) {
+    const current = deps.store.grant(grantId) ?? grant;
+    throw new FailedPrecondition(`grant ${grantId} is ${grantStatus(current, now)}, not ACTIVE`);
+  }
+  deps.feed.changed();
+  return event.grant;
+}
+
+/** Incident response: every live grant of the subject ends now. Admins only. */
+export function revokeSubject(deps: AccessDeps, caller: Caller, subject: string, reason: string): readonly Grant[] {
+  if (!isAdmin(deps, caller))
+    throw new PermissionDenied(`only an admin (${deps.adminGroups.join(", ")}) may revoke all access of a subject`);
+  const now = deps.clock.now();
+  const events = deps.store.transaction(() => {
+    const revoked = deps.store.revokeGrantsOf(subject, now, caller.id, reason);
+    for (const e of revoked) deps.store.appendAudit(audit.grant("GRANT_REVOKED", { at: now, actor: caller.id, grant: e.grant, reason }));
+    return revoked;
+  });
+  if (events.length > 0) deps.feed.changed();
+  return events.map((e) => e.grant);
+}
+
+function notFoundGrant(id: string): never {
+  throw new NotFound(`grant ${id} does not exist`);
+}

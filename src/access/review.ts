@@ -1,0 +1,121 @@
+// ReviewAccessRequest and CancelAccessRequest. A review is judged by the policy against the request's
+// stored plan and the reviews so far, all read and written in one transaction, so two reviewers acting at
+// once (even from two jitgate processes) are counted one after the other.
+import { FailedPrecondition, NotFound, PermissionDenied } from "../errors.ts";
+import { formatReason } from "../policy/entrypoints.ts";
+import { audit } from "./audit.ts";
+import type { AccessDeps } from "./deps.ts";
+import { newGrant } from "./grants.ts";
+import type { AccessRequest, Caller, ReviewDecision } from "./model.ts";
+import { reviewInput } from "./policy-input.ts";
+
+export interface ReviewInput {
+  readonly requestId: string;
+  readonly decision: ReviewDecision;
+  readonly comment: string;
+}
+
+export function reviewRequest(deps: AccessDeps, caller: Caller, input: ReviewInput): AccessRequest {
+  const now = deps.clock.now();
+  const result = deps.store.transaction(() => {
+    const request = pendingRequest(deps, input.requestId, now);
+    if (!request.ok) return request;
+    const { result: verdict, revision } = deps.policy.reviewVerdict(reviewInput(request.value, caller, input.decision, now));
+    if (!verdict.allowed) {
+      throw new PermissionDenied(`${caller.id} may not review request ${input.requestId}`, verdict.reasons.map(formatReason), {
+        reasons: verdict.reasons,
+        revision,
+        requestId: input.requestId,
+      });
+    }
+    const review = {
+      requestId: input.requestId,
+      reviewer: { id: caller.id, groups: [...caller.groups] },
+      decision: input.decision,
+      comment: input.comment,
+      countsToward: verdict.counts_toward,
+      createdAt: now,
+      policyRevision: revision,
+    };
+    deps.store.insertReview(review);
+    const r = request.value;
+    deps.store.appendAudit(
+      audit.request("REVIEW_RECORDED", {
+        at: now,
+        actor: caller.id,
+        request: r,
+        reason: input.comment,
+        details: { decision: input.decision, counts_toward: verdict.counts_toward },
+      }),
+    );
+    if (verdict.outcome === "approved")
+      approve(
+        deps,
+        r,
+        [...r.reviews, review].filter((x) => x.decision === "approve").map((x) => x.reviewer.id),
+        now,
+      );
+    if (verdict.outcome === "denied")
+      decide(deps, r, "DENIED", `denied by ${caller.id}${input.comment ? `: ${input.comment}` : ""}`, now, caller.id);
+    return { ok: true as const, value: r };
+  });
+  if (!result.ok) throw result.error;
+  deps.feed.changed();
+  return deps.store.request(input.requestId) as AccessRequest;
+}
+
+export function cancelRequest(deps: AccessDeps, caller: Caller, requestId: string, reason: string): AccessRequest {
+  const now = deps.clock.now();
+  const result = deps.store.transaction(() => {
+    const request = pendingRequest(deps, requestId, now);
+    if (!request.ok) return request;
+    if (request.value.requester.id !== caller.id) {
+      throw new PermissionDenied(`only the requester (${request.value.requester.id}) may cancel request ${requestId}`);
+    }
+    decide(deps, request.value, "CANCELLED", `cancelled by ${caller.id}${reason ? `: ${reason}` : ""}`, now, caller.id);
+    return { ok: true as const, value: request.value };
+  });
+  if (!result.ok) throw result.error;
+  deps.feed.changed();
+  return deps.store.request(requestId) as AccessRequest;
+}
+
+type Pending = { ok: true; value: AccessRequest } | { ok: false; error: Error };
+
+/**
+ * The request, if it is still pending. One whose deadline has passed is recorded as EXPIRED here (the
+ * transaction commits that) and reported as no longer pending: no sweeper lag is visible to reviewers.
+ */
+function pendingRequest(deps: AccessDeps, id: string, now: number): Pending {
+  const request = deps.store.request(id);
+  if (!request) throw new NotFound(`access request ${id} does not exist`);
+  if (request.state === "PENDING" && request.pendingUntil <= now) {
+    for (const r of deps.store.expirePending(now, "timed out waiting for approvals")) {
+      deps.store.appendAudit(audit.request("REQUEST_EXPIRED", { at: now, actor: "jitgate", request: r, reason: r.stateReason }));
+    }
+    return { ok: false, error: new FailedPrecondition(`access request ${id} is EXPIRED (timed out waiting for approvals), not PENDING`) };
+  }
+  if (request.state !== "PENDING")
+    return { ok: false, error: new FailedPrecondition(`access request ${id} is ${request.state}, not PENDING`) };
+  return { ok: true, value: request };
+}
+
+function approve(deps: AccessDeps, request: AccessRequest, approvers: readonly string[], now: number): void {
+  const grant = newGrant(deps, request, now);
+  const reason = `approved by ${approvers.join(", ")}`;
+  if (!deps.store.decideRequest(request.id, "PENDING", { state: "APPROVED", decidedAt: now, stateReason: reason, grantId: grant.id })) {
+    throw new FailedPrecondition(`access request ${request.id} is no longer PENDING`);
+  }
+  const approved = { ...request, state: "APPROVED" as const, grantId: grant.id };
+  deps.store.appendAudit(audit.request("REQUEST_APPROVED", { at: now, actor: approvers.at(-1) ?? "", request: approved, reason }));
+  deps.store.insertGrant(grant);
+  deps.store.appendAudit(audit.grant("GRANT_CREATED", { at: now, actor: approvers.at(-1) ?? "", grant, reason }));
+}
+
+function decide(deps: AccessDeps, request: AccessRequest, state: "DENIED" | "CANCELLED", reason: string, now: number, actor: string): void {
+  if (!deps.store.decideRequest(request.id, "PENDING", { state, decidedAt: now, stateReason: reason })) {
+    throw new FailedPrecondition(`access request ${request.id} is no longer PENDING`);
+  }
+  const kind = state === "DENIED" ? "REQUEST_DENIED" : "REQUEST_CANCELLED";
+  deps.store.appendAudit(audit.request(kind, { at: now, actor, request: { ...request, state }, reason }));
+}

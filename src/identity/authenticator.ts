@@ -1,0 +1,166 @@
+// Who is calling: a verified bearer token (OIDC or the dev issuer) when one is sent, else a client certificate
+// that TLS verified. The answer is the only source of requester and reviewer ids; request bodies never are.
+import { readFile } from "node:fs/promises";
+import type * as grpc from "@grpc/grpc-js";
+import { decodeJwt } from "jose";
+import type { Caller } from "../access/model.ts";
+import type { Clock } from "../access/ports.ts";
+import { InvalidArgument, Unauthenticated } from "../errors.ts";
+import {
+  DEFAULT_CLOCK_TOLERANCE_S,
+  DEV_AUDIENCE,
+  DEV_ISSUER,
+  IDENTITY_FIELDS,
+  type IdentityConfig,
+  type OidcIdentityConfig,
+} from "./config.ts";
+import { DEV_ALGORITHM, loadOrCreateDevKey } from "./dev-issuer.ts";
+import { identityFromCertificate } from "./mtls.ts";
+import { createTokenVerifier, issuerKeys, localKeys, MAX_TOKEN_BYTES, type TokenVerifier } from "./oidc.ts";
+
+/** grpc-js 1.14 does not export its AuthContext type; this is it, as every server call returns it. */
+export type AuthContext = ReturnType<grpc.ServerUnaryCall<unknown, unknown>["getAuthContext"]>;
+
+export interface CallContext {
+  readonly metadata: grpc.Metadata;
+  /** `call.getAuthContext()`: grpc-js fills `sslPeerCertificate` only for a certificate TLS verified. */
+  readonly authContext: AuthContext | undefined;
+}
+
+export interface Authenticator {
+  /** The verified caller, or an Unauthenticated (an Unavailable when the identity provider's keys cannot be fetched). */
+  authenticate(ctx: CallContext): Promise<Caller>;
+  /** Which identity modes are on, for the start-up log. */
+  describe(): string;
+}
+
+export interface AuthenticatorOptions {
+  readonly clock?: Clock;
+}
+
+const NO_IDENTITY = "no caller identity: send 'authorization: Bearer <token>' or a client certificate";
+const NO_GROUPS: readonly string[] = Object.freeze([]);
+
+export async function createAuthenticator(config: IdentityConfig, options: AuthenticatorOptions = {}): Promise<Authenticator> {
+  const clock = options.clock ?? { now: () => Date.now() };
+  const verifiers: TokenVerifier[] = [];
+  const modes: string[] = [];
+  if (config.oidc) {
+    verifiers.push(createTokenVerifier(config.oidc, await issuerKeys(config.oidc), clock));
+    modes.push(
+      `bearer tokens from OIDC issuer ${config.oidc.issuer} (audience ${config.oidc.audience}, keys from ${config.oidc.jwksUrl ?? config.oidc.jwksFile}, ` +
+        `groups from claim '${config.oidc.groupsClaim}')`,
+    );
+  }
+  if (config.dev) {
+    const key = await loadOrCreateDevKey(config.dataDir);
+    verifiers.push(
+      createTokenVerifier(devVerifierConfig(), localKeys({ keys: [{ ...key.publicJwk }] }, IDENTITY_FIELDS.dataDir, key.file), clock),
+    );
+    modes.push(
+      `DEV MODE: tokens from the local dev issuer '${DEV_ISSUER}' (key ${key.file}), which anyone with that file can mint: never in production`,
+    );
+  }
+  const groupsByCertIdentity = config.mtls ? await loadCertificateGroups(config.mtls.groupsFile) : undefined;
+  if (config.mtls) {
+    modes.push(`client certificates from CA ${config.mtls.caFile} (groups from ${config.mtls.groupsFile ?? "nowhere: no groups"})`);
+  }
+  const verifierFor = chooseVerifier(verifiers);
+
+  return {
+    async authenticate({ metadata, authContext }) {
+      const token = bearerToken(metadata);
+      if (token !== undefined) {
+        if (verifiers.length === 0)
+          throw new Unauthenticated("bearer tokens are not accepted here: this server identifies callers by client certificate");
+        return verifierFor(token).verify(token);
+      }
+      const cert = authContext?.sslPeerCertificate;
+      if (groupsByCertIdentity && cert) {
+        const id = identityFromCertificate(cert);
+        return Object.freeze({ id, groups: groupsByCertIdentity.get(id) ?? NO_GROUPS });
+      }
+      throw new Unauthenticated(NO_IDENTITY);
+    },
+    describe: () => `caller identity: ${modes.join("; ")}`,
+  };
+}
+
+/** The dev verifier is the OIDC verifier with the dev issuer's fixed settings and public key. */
+export function devVerifierConfig(): OidcIdentityConfig {
+  return Object.freeze({
+    issuer: DEV_ISSUER,
+    audience: DEV_AUDIENCE,
+    jwksFile: undefined,
+    jwksUrl: undefined,
+    groupsClaim: "groups",
+    subjectClaim: "sub",
+    algorithms: Object.freeze([DEV_ALGORITHM]),
+    clockToleranceS: DEFAULT_CLOCK_TOLERANCE_S,
+  });
+}
+
+/**
+ * The token from `authorization: Bearer <token>`, undefined when no such header is sent. The scheme is
+ * case-insensitive (RFC 7235); anything else in the header is refused rather than ignored.
+ */
+export function bearerToken(metadata: grpc.Metadata): string | undefined {
+  const values = metadata.get("authorization");
+  if (values.length === 0) return undefined;
+  if (values.length > 1) throw new Unauthenticated("malformed authorization header: sent more than once");
+  const header = values[0];
+  if (typeof header !== "string") throw new Unauthenticated("malformed authorization header: not text");
+  if (header.length > MAX_TOKEN_BYTES + 16) throw new Unauthenticated(`token too large (over ${MAX_TOKEN_BYTES} bytes)`);
+  const match = /^Bearer +(\S+) *$/i.exec(header);
+  if (!match) throw new Unauthenticated("malformed authorization header: expected 'Bearer <token>'");
+  const token = match[1] as string;
+  if (token.length > MAX_TOKEN_BYTES) throw new Unauthenticated(`token too large (over ${MAX_TOKEN_BYTES} bytes)`);
+  if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(token)) throw new Unauthenticated("malformed token: not a compact JWS (header.payload.signature)");
+  return token;
+}
+
+/**
+ * With one trusted issuer every token goes to its verifier, so a wrong issuer is reported as such. With
+ * several (OIDC and dev), the unverified `iss` only picks the verifier; that verifier then checks everything.
+ */
+function chooseVerifier(verifiers: readonly TokenVerifier[]): (token: string) => TokenVerifier {
+  const only = verifiers[0];
+  if (verifiers.length === 1 && only) return () => only;
+  return (token) => {
+    let iss: unknown;
+    try {
+      iss = decodeJwt(token).iss;
+    } catch (err) {
+      throw new Unauthenticated("malformed token: not a signed JWT", { cause: err });
+    }
+    if (typeof iss !== "string") throw new Unauthenticated("token has no 'iss' claim");
+    const verifier = verifiers.find((v) => v.issuer === iss);
+    if (!verifier)
+      throw new Unauthenticated(`token has the wrong issuer (expected one of ${verifiers.map((v) => `'${v.issuer}'`).join(", ")})`);
+    return verifier;
+  };
+}
+
+/** `{ "<certificate identity>": ["group", ...] }`; a missing file means no groups for anyone. */
+export async function loadCertificateGroups(file: string | undefined): Promise<ReadonlyMap<string, readonly string[]>> {
+  const groups = new Map<string, readonly string[]>();
+  if (file === undefined) return groups;
+  const field = IDENTITY_FIELDS.mtlsGroups;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(file, "utf8"));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return groups;
+    throw new InvalidArgument(field, `${file} is not a readable JSON file: ${(err as Error).message}`, { cause: err });
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new InvalidArgument(field, `${file} must hold an object mapping certificate identities to lists of groups`);
+  }
+  for (const [id, list] of Object.entries(parsed)) {
+    if (!Array.isArray(list) || !list.every((g) => typeof g === "string" && g.trim() !== "")) {
+      throw new InvalidArgument(field, `${file}: the groups of '${id}' must be a list of non-empty strings`);
+    }
+    groups.set(id, Object.freeze([...new Set(list.map((g: string) => g.trim()))]));
+  }
+  return groups;
+}

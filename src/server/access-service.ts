@@ -1,0 +1,120 @@
+// jit.v1.AccessService over gRPC: authenticate the caller, validate the message, call the access domain,
+// map the answer (or the error, in status.ts) back. Handlers stay thin; the rules live in src/access.
+import * as grpc from "@grpc/grpc-js";
+import type { Access } from "../access/access.ts";
+import type { Caller } from "../access/model.ts";
+import type { Clock } from "../access/ports.ts";
+import type { Logger } from "../log.ts";
+import { toStatus } from "./status.ts";
+import * as v from "./validate.ts";
+import { checkToWire, grantEventToWire, grantToWire, requestToWire } from "./wire.ts";
+
+/** Verifies who is calling, from the transport (client certificate) or the `authorization` metadata. */
+export interface CallerAuthenticator {
+  authenticate(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): Promise<Caller>;
+}
+
+type Wire = Record<string, unknown>;
+
+/** A watcher that falls this far behind is cut off and told where to resume, instead of buffering forever. */
+const MAX_WATCH_BUFFER = 1 << 20;
+
+export function accessServiceHandlers(
+  access: Access,
+  auth: CallerAuthenticator,
+  clock: Clock,
+  log: Logger,
+): grpc.UntypedServiceImplementation {
+  const unary =
+    (
+      fn: (caller: Caller, req: Wire, call: grpc.ServerUnaryCall<Wire, unknown>) => unknown | Promise<unknown>,
+    ): grpc.handleUnaryCall<Wire, unknown> =>
+    async (call, callback) => {
+      try {
+        const caller = await auth.authenticate(call);
+        if (call.cancelled) return;
+        callback(null, await fn(caller, call.request, call));
+      } catch (err) {
+        if (!call.cancelled) callback(toStatus(err, log));
+      }
+    };
+  const withGrant = (r: ReturnType<Access["getRequest"]>) =>
+    requestToWire(r, r.grantId ? access.getGrant(r.grantId) : undefined, clock.now());
+
+  return {
+    RequestAccess: unary(async (caller, req, call) => {
+      const input = v.requestAccessInput(req);
+      const request = access.requestAccess(caller, input);
+      if (!input.wait || request.state !== "PENDING") return withGrant(request);
+      return withGrant(await decided(access, request.id, call));
+    }),
+    GetAccessRequest: unary((_caller, req) => withGrant(access.getRequest(v.requiredName(req, "id")))),
+    ListAccessRequests: unary((_caller, req) => {
+      const filter = { state: v.requestState(req), requester: v.optionalName(req, "requester"), resource: v.optionalName(req, "resource") };
+      const page = access.listRequests(filter, v.page(req));
+      return { requests: page.items.map(withGrant), next_page_token: page.next };
+    }),
+    ReviewAccessRequest: unary((caller, req) => withGrant(access.review(caller, v.reviewInput(req)))),
+    CancelAccessRequest: unary((caller, req) => withGrant(access.cancel(caller, v.requiredName(req, "id"), v.optionalText(req, "reason")))),
+    Check: unary((_caller, req) => checkToWire(access.check(v.checkInput(req)))),
+    ListGrants: unary((_caller, req) => {
+      const filter = {
+        subject: v.optionalName(req, "subject"),
+        resource: v.optionalName(req, "resource"),
+        activeAt: v.asOf(req),
+        includeInactive: req.include_inactive === true,
+      };
+      const page = access.listGrants(filter, v.page(req));
+      return { grants: page.items.map((g) => grantToWire(g, clock.now())), next_page_token: page.next };
+    }),
+    RevokeGrant: unary((caller, req) =>
+      grantToWire(access.revokeGrant(caller, v.requiredName(req, "grant_id"), v.optionalText(req, "reason")), clock.now()),
+    ),
+    RevokeSubject: unary((caller, req) => ({
+      revoked: access
+        .revokeSubject(caller, v.requiredName(req, "subject"), v.optionalText(req, "reason"))
+        .map((g) => grantToWire(g, clock.now())),
+    })),
+    WatchGrants: (call: grpc.ServerWritableStream<Wire, unknown>) => watchGrants(access, auth, clock, log, call),
+  };
+}
+
+/** Resolves when the request is decided; rejects never: a passed deadline cancels the call, and grpc-js answers DEADLINE_EXCEEDED. */
+function decided(access: Access, id: string, call: grpc.ServerUnaryCall<Wire, unknown>) {
+  return new Promise<ReturnType<Access["getRequest"]>>((resolve) => {
+    const stop = access.waitForDecision(id, resolve);
+    call.once("cancelled", stop);
+  });
+}
+
+async function watchGrants(
+  access: Access,
+  auth: CallerAuthenticator,
+  clock: Clock,
+  log: Logger,
+  call: grpc.ServerWritableStream<Wire, unknown>,
+) {
+  try {
+    await auth.authenticate(call);
+    const watch = {
+      subject: v.optionalName(call.request, "subject"),
+      resource: v.optionalName(call.request, "resource"),
+      afterSeq: Number(call.request.after_seq ?? 0),
+    };
+    let lastSeq = watch.afterSeq;
+    const stop = access.watchGrants(watch, (event) => {
+      if (call.cancelled) return;
+      if (call.writableLength > MAX_WATCH_BUFFER) {
+        stop();
+        call.emit("error", { code: grpc.status.RESOURCE_EXHAUSTED, details: `watcher too slow; resume with after_seq=${lastSeq}` });
+        return;
+      }
+      lastSeq = event.seq;
+      call.write(grantEventToWire(event, clock.now()));
+    });
+    call.once("cancelled", stop);
+  } catch (err) {
+    // grpc-js ends a server stream with the status of an emitted error.
+    call.emit("error", toStatus(err, log));
+  }
+}

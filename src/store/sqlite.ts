@@ -1,0 +1,274 @@
+// The AccessStore on SQLite (better-sqlite3), safe for several jitgate processes sharing one file: WAL, every
+// write in a BEGIN IMMEDIATE transaction, short reads, and synchronous=FULL because a lost revocation re-opens access.
+import Database from "better-sqlite3";
+import type { AccessRequest, AuditEntry, Grant, GrantEvent, GrantEventKind, RequestState, Review } from "../access/model.ts";
+import type { AccessStore, GrantFilter, LiveGrant, Page, PageOf, PendingSummary, RequestFilter } from "../access/ports.ts";
+import { AlreadyExists, FailedPrecondition, JitgateError, Unavailable } from "../errors.ts";
+import { Listings } from "./listing.ts";
+import { migrate } from "./migrations.ts";
+import { ActionLists, auditParams, grantEventOf, grantOf, grantParams, liveGrantOf, requestOf, requestParams, requestsOf } from "./rows.ts";
+import { reviewOf, reviewParams, sortByDeadline, sortByExpiry, type RequestRow } from "./rows.ts";
+import { isUniqueViolation, rolledBack, storeError, unavailableReason } from "./sqlite-errors.ts";
+import { prepareStatements, type Statements } from "./statements.ts";
+
+export interface SqliteStoreOptions {
+  /** How long a writer waits for another process's write lock before failing with Unavailable. Default 5000. */
+  readonly busyTimeoutMs?: number;
+}
+
+/** At most this many events per grantEventsAfter call, whatever the caller asks. */
+const MAX_EVENTS_PER_READ = 10_000;
+
+export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
+  const busyTimeoutMs = Math.trunc(opts.busyTimeoutMs ?? 5000);
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(path, { timeout: busyTimeoutMs });
+    const mode = db.pragma("journal_mode = WAL", { simple: true });
+    if (mode !== "wal" && path !== ":memory:")
+      throw new FailedPrecondition(`store: database ${path} cannot use WAL (journal mode ${String(mode)})`);
+    db.pragma("synchronous = FULL");
+    db.pragma("foreign_keys = ON");
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    migrate(db, path);
+    return new SqliteStore(db);
+  } catch (err) {
+    db?.close();
+    throw openError(path, err);
+  }
+}
+
+/** Names the file in every failure to open it: the operator has to find it. */
+function openError(path: string, err: unknown): unknown {
+  if (err instanceof JitgateError && err.message.includes(path)) return err;
+  // better-sqlite3 throws a TypeError, not a SqliteError, when the directory is missing.
+  const why = err instanceof TypeError ? err.message : unavailableReason(err);
+  return why === undefined ? err : new Unavailable(`store: cannot open database ${path}: ${why}`, { cause: err });
+}
+
+export class SqliteStore implements AccessStore {
+  readonly #db: Database.Database;
+  readonly #sql: Statements;
+  readonly #listings: Listings;
+  readonly #actionLists = new ActionLists();
+  /** Runs a function in BEGIN IMMEDIATE ... COMMIT, or in a savepoint when a transaction is already open. */
+  readonly #immediate: (fn: () => unknown) => unknown;
+  /** Runs a function in BEGIN DEFERRED ... COMMIT: one consistent snapshot for reads of several statements. */
+  readonly #snapshot: (fn: () => unknown) => unknown;
+  /** How many of our transaction functions are running; > 0 while the caller's transaction is open. */
+  #depth = 0;
+
+  /** Use openSqliteStore: it sets the pragmas and migrates the schema first. */
+  constructor(db: Database.Database) {
+    this.#db = db;
+    this.#sql = prepareStatements(db);
+    this.#listings = new Listings(db);
+    const run = db.transaction((fn: () => unknown) => fn());
+    this.#immediate = run.immediate;
+    this.#snapshot = run.deferred;
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  /** Copies the WAL back into the database file (TRUNCATE also empties the WAL); for a periodic maintenance task. */
+  checkpoint(mode: "PASSIVE" | "TRUNCATE" = "PASSIVE"): { busy: boolean; walFrames: number; checkpointed: number } {
+    const [row] = this.#guard(() => this.#db.pragma(`wal_checkpoint(${mode})`)) as [{ busy: number; log: number; checkpointed: number }];
+    return { busy: row.busy !== 0, walFrames: row.log, checkpointed: row.checkpointed };
+  }
+
+  /** For health checks: whether a write transaction can be opened now. May wait up to the busy timeout. */
+  isWritable(): boolean {
+    if (!this.#db.open || this.#db.readonly) return false;
+    try {
+      this.#write(() => undefined);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.#write(fn);
+  }
+
+  // ---- reads
+
+  request(id: string): AccessRequest | undefined {
+    return this.#read(() => this.#withReviews(this.#sql.requestById.get(id)));
+  }
+
+  requestByClientKey(requester: string, clientKey: string): AccessRequest | undefined {
+    return this.#read(() => this.#withReviews(this.#sql.requestByClientKey.get(requester, clientKey)));
+  }
+
+  requests(filter: RequestFilter, page: Page): PageOf<AccessRequest> {
+    return this.#read(() => {
+      const { rows, next } = this.#listings.requests(filter, page);
+      return { items: this.#requestsWithReviews(rows), next };
+    });
+  }
+
+  pendingRequestsOf(requester: string, now: number): readonly PendingSummary[] {
+    const rows = this.#guard(() => this.#sql.pendingRequestsOf.all(requester, now));
+    return rows.map((r) => ({ id: r.id, resource: r.resource, actions: JSON.parse(r.actions) as string[] }));
+  }
+
+  grant(id: string): Grant | undefined {
+    const row = this.#guard(() => this.#sql.grantById.get(id));
+    return row === undefined ? undefined : grantOf(row);
+  }
+
+  grants(filter: GrantFilter, page: Page): PageOf<Grant> {
+    const { rows, next } = this.#guard(() => this.#listings.grants(filter, page));
+    return { items: rows.map(grantOf), next };
+  }
+
+  liveGrantsOf(subject: string, now: number): readonly Grant[] {
+    return this.#guard(() => this.#sql.liveGrantsOf.all(subject, now)).map(grantOf);
+  }
+
+  liveGrantsOn(subject: string, resource: string, now: number): readonly LiveGrant[] {
+    const rows = this.#guard(() => this.#sql.liveGrantsOn.all(subject, resource, now));
+    return rows.map((row) => liveGrantOf(row, this.#actionLists));
+  }
+
+  grantEventsAfter(after: number, limit: number): readonly GrantEvent[] {
+    const capped = Math.min(MAX_EVENTS_PER_READ, Math.max(0, Math.trunc(limit) || 0));
+    if (capped === 0) return [];
+    return this.#guard(() => this.#sql.grantEventsAfter.all(after, capped)).map(grantEventOf);
+  }
+
+  latestGrantEventSeq(): number {
+    return this.#guard(() => this.#sql.latestGrantEventSeq.get()) ?? 0;
+  }
+
+  nextDue(): number | undefined {
+    return this.#guard(() => this.#sql.nextDue.get()) ?? undefined;
+  }
+
+  // ---- writes
+
+  insertRequest(request: AccessRequest): void {
+    try {
+      this.#write(() => this.#sql.insertRequest.run(requestParams(request)));
+    } catch (err) {
+      // The only UNIQUE index on requests besides its primary key is (requester, client_key).
+      if (isUniqueViolation(err)) {
+        throw new AlreadyExists(`request with client key ${JSON.stringify(request.clientKey)} already exists`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  insertReview(review: Review): void {
+    this.#write(() => this.#sql.insertReview.run(reviewParams(review)));
+  }
+
+  decideRequest(
+    id: string,
+    from: RequestState,
+    change: { state: RequestState; decidedAt: number; stateReason: string; grantId?: string },
+  ): boolean {
+    const params = {
+      id,
+      from,
+      state: change.state,
+      decided_at: change.decidedAt,
+      state_reason: change.stateReason,
+      grant_id: change.grantId ?? null,
+    };
+    return this.#write(() => this.#sql.decideRequest.run(params).changes === 1);
+  }
+
+  insertGrant(grant: Grant): GrantEvent {
+    return this.#write(() => {
+      this.#sql.insertGrant.run(grantParams(grant));
+      return this.#appendEvent("CREATED", grant.createdAt, grant);
+    });
+  }
+
+  revokeGrant(id: string, at: number, by: string, reason: string): GrantEvent | undefined {
+    return this.#write(() => {
+      const [row] = this.#sql.revokeLiveGrant.all({ id, at, by, reason });
+      return row === undefined ? undefined : this.#appendEvent("REVOKED", at, grantOf(row));
+    });
+  }
+
+  revokeGrantsOf(subject: string, at: number, by: string, reason: string): readonly GrantEvent[] {
+    return this.#write(() => {
+      const rows = this.#sql.revokeLiveGrantsOf.all({ subject, at, by, reason });
+      return sortByExpiry(rows).map((row) => this.#appendEvent("REVOKED", at, grantOf(row)));
+    });
+  }
+
+  recordExpiries(now: number): readonly GrantEvent[] {
+    return this.#write(() => {
+      const rows = this.#sql.markDueExpiries.all(now);
+      // Each event carries the moment the grant really expired, not when the sweep noticed.
+      return sortByExpiry(rows).map((row) => this.#appendEvent("EXPIRED", row.expires_at, grantOf(row)));
+    });
+  }
+
+  expirePending(now: number, stateReason: string): readonly AccessRequest[] {
+    return this.#write(() => {
+      const rows = this.#sql.expireDuePending.all(stateReason, now);
+      return this.#requestsWithReviews(sortByDeadline(rows));
+    });
+  }
+
+  appendAudit(entry: AuditEntry): void {
+    this.#write(() => this.#sql.insertAudit.run(auditParams(entry)));
+  }
+
+  // ---- plumbing
+
+  #appendEvent(kind: GrantEventKind, at: number, grant: Grant): GrantEvent {
+    const seq = Number(this.#sql.insertGrantEvent.run(grant.id, kind, at).lastInsertRowid);
+    return { seq, kind, at, grant };
+  }
+
+  #withReviews(row: RequestRow | undefined): AccessRequest | undefined {
+    return row === undefined ? undefined : requestOf(row, this.#sql.reviewsOfRequest.all(row.id).map(reviewOf));
+  }
+
+  /** The requests of `rows` with their reviews, loaded in one query. */
+  #requestsWithReviews(rows: readonly RequestRow[]): AccessRequest[] {
+    if (rows.length === 0) return [];
+    return requestsOf(rows, this.#sql.reviewsOfRequests.all(JSON.stringify(rows.map((r) => r.id))));
+  }
+
+  /** A write: its own immediate transaction, or a savepoint inside the caller's `transaction`. */
+  #write<T>(fn: () => T): T {
+    // SQLite may have rolled the caller's transaction back (SQLITE_FULL, SQLITE_BUSY); writing now would
+    // autocommit outside it, so refuse until the caller's transaction unwinds.
+    if (this.#depth > 0 && !this.#db.inTransaction) throw rolledBack();
+    return this.#guard(
+      () =>
+        this.#immediate(() => {
+          this.#depth++;
+          try {
+            const result = fn();
+            if (!this.#db.inTransaction) throw rolledBack();
+            return result;
+          } finally {
+            this.#depth--;
+          }
+        }) as T,
+    );
+  }
+
+  /** A read of several statements, from one snapshot. */
+  #read<T>(fn: () => T): T {
+    return this.#guard(() => this.#snapshot(fn) as T);
+  }
+
+  #guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw storeError(err);
+    }
+  }
+}

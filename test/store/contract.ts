@@ -1,0 +1,15 @@
+// The behaviour every AccessStore backend must show, as one suite: sqlite.test.ts runs it on SQLite files, and a
+// PostgreSQL backend later runs the same. `open` returns a fresh, empty store each time it is called.
+import { describe } from "node:test";
+import type { AccessStore } from "../../src/access/ports.ts";
+import { grantContract } from "./contract-grants.ts";
+import { requestContract } from "./contract-requests.ts";
+
+export type ContractStore = AccessStore & { close(): void };
+
+export function accessStoreContract(backend: string, open: () => ContractStore): void {
+  describe(`AccessStore contract (${backend})`, () => {
+    requestContract(open);
+    grantContract(open);
+  });
+}
