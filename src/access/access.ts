@@ -18,21 +18,22 @@ export interface GrantWatch {
 
 export class Access {
   readonly deps: AccessDeps;
-  readonly #expiry: ExpiryScheduler;
+  /** Records expiries and timeouts as they fall due (`runDue()` runs one pass now). */
+  readonly expiry: ExpiryScheduler;
 
   constructor(deps: AccessDeps, onBackgroundError: (err: unknown) => void) {
     this.deps = deps;
-    this.#expiry = new ExpiryScheduler(deps, onBackgroundError);
-    deps.feed.onLocalChange(() => this.#expiry.wake());
+    this.expiry = new ExpiryScheduler(deps, onBackgroundError);
+    deps.feed.onLocalChange(() => this.expiry.wake());
   }
 
   /** Starts recording expiries and timeouts as they fall due. */
   start(): void {
-    this.#expiry.start();
+    this.expiry.start();
   }
 
   stop(): void {
-    this.#expiry.stop();
+    this.expiry.stop();
     this.deps.feed.close();
   }
 

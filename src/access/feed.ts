@@ -25,6 +25,7 @@ export class ChangeFeed {
   readonly #onChange = new Set<() => void>();
   #timer: NodeJS.Timeout | undefined;
   #scheduled = false;
+  #closed = false;
 
   constructor(store: AccessReads, pollMs = 200) {
     this.#store = store;
@@ -34,10 +35,11 @@ export class ChangeFeed {
 
   /** Called after every local commit; the tick runs once the current call stack has finished. */
   changed(): void {
-    if (this.#scheduled) return;
+    if (this.#scheduled || this.#closed) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
+      if (this.#closed) return;
       this.tick();
       for (const listener of this.#onChange) listener();
     });
@@ -97,7 +99,9 @@ export class ChangeFeed {
     for (const w of this.#waiters) this.#settle(w);
   }
 
+  /** Stops all delivery; call before the store closes. */
   close(): void {
+    this.#closed = true;
     this.#onChange.clear();
     this.#subscribers.clear();
     this.#waiters.clear();

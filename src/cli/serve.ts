@@ -7,10 +7,15 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   const config = loadServeConfig(flags, process.env, process.cwd());
   const log = createLogger(config.logLevel);
   const jitgate = await startJitgate(config, log);
+  const next = config.identity.dev
+    ? [
+        `  DEV MODE: callers are whoever \`jitgate login\` says they are; never expose this server`,
+        `  next:   ./bin/jitgate login --as alice --groups engineering`,
+        `          ./bin/jitgate request db/orders --actions read --duration 30m --justification "look at stuck orders" --ticket INC-1`,
+      ]
+    : [`  next:   ./bin/jitgate requests --address ${jitgate.address}`];
   process.stderr.write(
-    `jitgate listening on ${jitgate.address} (policy revision ${jitgate.engine.active?.revision})\n` +
-      `  health: grpc.health.v1.Health/Check on ${jitgate.address}\n` +
-      `  try:    ./bin/jitgate eval jit/check/decision --input examples/check-input.json\n`,
+    [`jitgate listening on ${jitgate.address} (policy revision ${jitgate.engine.active?.revision})`, ...next, ""].join("\n"),
   );
   let stopping = false;
   const stop = (signal: string) => {

@@ -1,0 +1,202 @@
+// The access lifecycle on the real policy and a real SQLite file, with a fake clock: time-driven rules
+// (expiry, timeouts) are tested without waiting.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, afterEach, before, beforeEach, describe, test } from "node:test";
+import { Access } from "../../src/access/access.ts";
+import { ChangeFeed } from "../../src/access/feed.ts";
+import type { Caller, GrantEvent } from "../../src/access/model.ts";
+import { AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied } from "../../src/errors.ts";
+import { loadBundleFile } from "../../src/policy/bundle.ts";
+import { PolicyEngine } from "../../src/policy/engine.ts";
+import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite.ts";
+import { REAL_BUNDLE, removeDir, tempDir } from "../support/bundles.ts";
+
+const T0 = Date.UTC(2026, 10, 23, 10, 0, 0);
+const engine = new PolicyEngine();
+const alice: Caller = { id: "alice", groups: ["engineering"] };
+const bob: Caller = { id: "bob", groups: ["dba"] };
+const carol: Caller = { id: "carol", groups: ["security"] };
+const admin: Caller = { id: "root", groups: ["jitgate-admins"] };
+
+const writeOrders = {
+  resource: "db/orders",
+  actions: ["write"],
+  durationS: 1800,
+  justification: "repair orders stuck in the PAYING state",
+  ticket: "INC-123",
+  emergency: false,
+  clientKey: "",
+};
+const readOrders = { ...writeOrders, actions: ["read"], durationS: 600 };
+const at = (subject: Caller, action: string) => ({ subject, resource: "db/orders", action, context: { source_ip: "10.1.2.3" } });
+
+describe("access lifecycle", () => {
+  let dir: string;
+  let store: SqliteStore;
+  let access: Access;
+  let now: number;
+  let ids: number;
+  before(async () => {
+    dir = await tempDir();
+    engine.activate(await loadBundleFile(REAL_BUNDLE));
+  });
+  after(() => removeDir(dir));
+  beforeEach((t) => {
+    now = T0;
+    ids = 0;
+    store = openSqliteStore(join(dir, `${t.name.replace(/\W+/g, "-").slice(0, 60)}.db`));
+    access = new Access(
+      { store, policy: engine, clock: { now: () => now }, newId: () => `id-${++ids}`, feed: new ChangeFeed(store), adminGroups: ["jitgate-admins"] },
+      (err) => assert.fail(String(err)),
+    );
+  });
+  afterEach(() => {
+    access.stop();
+    store.close();
+  });
+  test("a grant is never honoured after it expires, even before any sweeper has run", () => {
+    const request = access.requestAccess(alice, readOrders);
+    assert.equal(request.state, "APPROVED");
+    assert.equal(access.check(at(alice, "read")).allow, true);
+    now = T0 + 600_000 - 1;
+    assert.equal(access.check(at(alice, "read")).allow, true);
+    now = T0 + 600_000;
+    const d = access.check(at(alice, "read"));
+    assert.equal(d.allow, false);
+    assert.deepEqual(
+      d.reasons.map((r) => r.code),
+      ["no_grant"],
+    );
+  });
+
+  test("the approved duration runs from the final approval, not from the request", () => {
+    const pending = access.requestAccess(alice, writeOrders);
+    now = T0 + 60_000;
+    access.review(bob, { requestId: pending.id, decision: "approve", comment: "" });
+    now = T0 + 120_000;
+    const approved = access.review(carol, { requestId: pending.id, decision: "approve", comment: "ok" });
+    assert.equal(approved.state, "APPROVED");
+    assert.equal(access.getGrant(approved.grantId as string).expiresAt, T0 + 120_000 + 1_800_000);
+    assert.equal(approved.stateReason, "approved by bob, carol");
+  });
+
+  test("a pending request past its deadline cannot be approved, and is recorded as expired", () => {
+    const pending = access.requestAccess(alice, writeOrders);
+    now = pending.pendingUntil;
+    assert.throws(() => access.review(bob, { requestId: pending.id, decision: "approve", comment: "" }), FailedPrecondition);
+    assert.equal(access.getRequest(pending.id).state, "EXPIRED");
+    // A new request for the same thing is not a duplicate of the timed-out one.
+    assert.equal(access.requestAccess(alice, writeOrders).state, "PENDING");
+  });
+
+  test("an eligible denial denies the request; later reviews are refused", () => {
+    const pending = access.requestAccess(alice, writeOrders);
+    const denied = access.review(carol, { requestId: pending.id, decision: "deny", comment: "not during the freeze" });
+    assert.equal(denied.state, "DENIED");
+    assert.match(denied.stateReason, /denied by carol: not during the freeze/);
+    assert.throws(() => access.review(bob, { requestId: pending.id, decision: "approve", comment: "" }), /is DENIED, not PENDING/);
+  });
+
+  test("only the requester may cancel, and only while pending", () => {
+    const pending = access.requestAccess(alice, writeOrders);
+    assert.throws(() => access.cancel(bob, pending.id, ""), PermissionDenied);
+    assert.equal(access.cancel(alice, pending.id, "fixed it another way").state, "CANCELLED");
+    assert.throws(() => access.cancel(alice, pending.id, ""), FailedPrecondition);
+  });
+
+  test("a malformed request is INVALID_ARGUMENT naming the field; a duplicate is ALREADY_EXISTS", () => {
+    assert.throws(
+      () => access.requestAccess(alice, { ...writeOrders, actions: ["drop"] }),
+      (e: unknown) => e instanceof InvalidArgument && e.field === "actions",
+    );
+    assert.throws(
+      () => access.requestAccess(alice, { ...writeOrders, ticket: "" }),
+      (e: unknown) => e instanceof InvalidArgument && e.field === "ticket",
+    );
+    access.requestAccess(alice, writeOrders);
+    assert.throws(() => access.requestAccess(alice, writeOrders), AlreadyExists);
+  });
+
+  test("a policy denial is kept for the audit trail and refused with the policy's reasons", () => {
+    const err = (() => {
+      try {
+        access.requestAccess(alice, { ...writeOrders, emergency: true });
+      } catch (e) {
+        return e;
+      }
+      return assert.fail("not denied");
+    })();
+    assert.ok(err instanceof PermissionDenied);
+    assert.deepEqual(
+      err.facts.reasons?.map((r) => r.code),
+      ["break_glass_not_allowed"],
+    );
+    assert.equal(access.getRequest(err.facts.requestId as string).state, "DENIED");
+  });
+
+  test("a retried request with the same client key returns the first one", () => {
+    const first = access.requestAccess(alice, { ...writeOrders, clientKey: "k1" });
+    const again = access.requestAccess(alice, { ...writeOrders, clientKey: "k1" });
+    assert.equal(again.id, first.id);
+    assert.throws(() => access.requestAccess(alice, { ...readOrders, clientKey: "k1" }), /already used/);
+  });
+
+  test("revocation: the subject may give up a grant; only admins revoke others' or a whole subject's", () => {
+    const g1 = access.requestAccess(alice, readOrders).grantId as string;
+    assert.throws(() => access.revokeGrant(bob, g1, "no"), PermissionDenied);
+    assert.equal(access.revokeGrant(alice, g1, "done").revokedBy, "alice");
+    assert.equal(access.check(at(alice, "read")).allow, false);
+    assert.throws(() => access.revokeGrant(admin, g1, "again"), /is REVOKED, not ACTIVE/);
+
+    access.requestAccess(alice, { ...readOrders, resource: "s3/analytics-exports", ticket: "" });
+    access.requestAccess(alice, readOrders);
+    assert.throws(() => access.revokeSubject(bob, "alice", "incident"), PermissionDenied);
+    assert.equal(access.revokeSubject(admin, "alice", "incident INC-9").length, 2);
+    assert.equal(access.listGrants({ subject: "alice" }, { size: 50, token: "" }).items.length, 0);
+    assert.equal(access.listGrants({ subject: "alice", includeInactive: true }, { size: 50, token: "" }).items.length, 3);
+  });
+
+  test("expiry events are recorded at the expiry time and reach watchers; each once", () => {
+    const events: GrantEvent[] = [];
+    access.watchGrants({ subject: "alice", afterSeq: 0 }, (e) => events.push(e));
+    const grant = access.getGrant(access.requestAccess(alice, readOrders).grantId as string);
+    access.deps.feed.tick();
+    now = grant.expiresAt + 5_000;
+    assert.deepEqual(access.expiry.runDue(), { grants: 1, requests: 0 });
+    access.deps.feed.tick();
+    assert.deepEqual(
+      events.map((e) => [e.kind, e.at]),
+      [
+        ["CREATED", T0],
+        ["EXPIRED", grant.expiresAt],
+      ],
+    );
+    assert.deepEqual(access.expiry.runDue(), { grants: 0, requests: 0 });
+    access.deps.feed.tick();
+    assert.equal(events.length, 2);
+  });
+
+  test("pending requests time out at their deadline and waiters hear of it", () => {
+    const pending = access.requestAccess(alice, writeOrders);
+    let decided: string | undefined;
+    access.waitForDecision(pending.id, (r) => (decided = r.state));
+    now = pending.pendingUntil - 1;
+    assert.deepEqual(access.expiry.runDue(), { grants: 0, requests: 0 });
+    now = pending.pendingUntil;
+    assert.deepEqual(access.expiry.runDue(), { grants: 0, requests: 1 });
+    access.deps.feed.tick();
+    assert.equal(decided, "EXPIRED");
+    assert.equal(access.getRequest(pending.id).decidedAt, pending.pendingUntil);
+  });
+
+  test("grants as of a past time answer who had access then", () => {
+    const g = access.requestAccess(alice, readOrders).grantId as string;
+    now = T0 + 60_000;
+    access.revokeGrant(admin, g, "incident");
+    const asOf = (t: number) => access.listGrants({ resource: "db/orders", activeAt: t }, { size: 50, token: "" }).items.map((x) => x.id);
+    assert.deepEqual(asOf(T0 - 1), []);
+    assert.deepEqual(asOf(T0 + 30_000), [g]);
+    assert.deepEqual(asOf(T0 + 60_000), []);
+  });
+});
