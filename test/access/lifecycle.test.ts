@@ -47,7 +47,14 @@ describe("access lifecycle", () => {
     ids = 0;
     store = openSqliteStore(join(dir, `${t.name.replace(/\W+/g, "-").slice(0, 60)}.db`));
     access = new Access(
-      { store, policy: engine, clock: { now: () => now }, newId: () => `id-${++ids}`, feed: new ChangeFeed(store), adminGroups: ["jitgate-admins"] },
+      {
+        store,
+        policy: engine,
+        clock: { now: () => now },
+        newId: () => `id-${++ids}`,
+        feed: new ChangeFeed(store),
+        adminGroups: ["jitgate-admins"],
+      },
       (err) => assert.fail(String(err)),
     );
   });
