@@ -24,15 +24,19 @@ export interface Review {
   readonly policyRevision: string;
 }
 
-export interface AccessRequest {
-  readonly id: string;
-  readonly requester: Caller;
+/** What someone asks for. */
+export interface AccessAsk {
   readonly resource: string;
   readonly actions: readonly string[];
   readonly durationS: number;
   readonly justification: string;
   readonly ticket: string;
   readonly emergency: boolean;
+}
+
+export interface AccessRequest extends AccessAsk {
+  readonly id: string;
+  readonly requester: Caller;
   readonly state: RequestState;
   /** The policy's plan when the request was made; reviews are judged against it. */
   readonly plan: RequestPlan;

@@ -1,7 +1,7 @@
 // Builds the policy's inputs from the domain's records. The policy reads time in seconds (`now`,
 // `expires_at`); the domain keeps milliseconds. Only the fields a rule reads go in: input size is what
 // a Wasm evaluation costs.
-import type { AccessRequest, Caller, Grant, ReviewDecision } from "./model.ts";
+import type { AccessAsk, AccessRequest, Caller, Grant, ReviewDecision } from "./model.ts";
 import type { LiveGrant, PendingSummary } from "./ports.ts";
 
 export const seconds = (ms: number): number => ms / 1000;
@@ -9,18 +9,9 @@ export const millis = (s: number): number => Math.round(s * 1000);
 
 const principal = (c: Caller) => ({ id: c.id, groups: c.groups });
 
-export interface NewRequest {
-  readonly resource: string;
-  readonly actions: readonly string[];
-  readonly durationS: number;
-  readonly justification: string;
-  readonly ticket: string;
-  readonly emergency: boolean;
-}
-
 export function planInput(
   requester: Caller,
-  req: NewRequest,
+  req: AccessAsk,
   now: number,
   liveGrants: readonly Grant[],
   pending: readonly PendingSummary[],

@@ -6,10 +6,10 @@ import { formatReason, type PolicyReason, type RequestPlan } from "../policy/ent
 import { audit } from "./audit.ts";
 import type { AccessDeps } from "./deps.ts";
 import { newGrant } from "./grants.ts";
-import type { AccessRequest, Caller } from "./model.ts";
-import { type NewRequest, planInput } from "./policy-input.ts";
+import type { AccessAsk, AccessRequest, Caller } from "./model.ts";
+import { planInput } from "./policy-input.ts";
 
-export interface RequestAccessInput extends NewRequest {
+export interface RequestAccessInput extends AccessAsk {
   /** The client's idempotency key ("" for none). */
   readonly clientKey: string;
 }

@@ -1,9 +1,10 @@
 // The client commands against a real server: what a person typing them sees, and the exit codes scripts use.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { REAL_BUNDLE, removeDir, ROOT, tempDir } from "../support/bundles.ts";
+import { spawnServe } from "../support/jitgate.ts";
 
 const JITGATE = join(ROOT, "bin", "jitgate");
 
@@ -13,19 +14,9 @@ describe("jitgate client commands", () => {
   let env: NodeJS.ProcessEnv;
   before(async () => {
     dir = await tempDir();
-    server = spawn(JITGATE, ["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", join(dir, "data"), "--bundle", REAL_BUNDLE], {
-      cwd: ROOT,
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    const address = await new Promise<string>((ok, fail) => {
-      let err = "";
-      server.stderr?.on("data", (d: Buffer) => {
-        err += d.toString();
-        const m = /listening on (\S+)/.exec(err);
-        if (m) ok(m[1] as string);
-      });
-      server.once("exit", (code) => fail(new Error(`serve exited ${code}: ${err}`)));
-    });
+    const started = await spawnServe(["--dev", "--listen", "127.0.0.1:0", "--data-dir", join(dir, "data"), "--bundle", REAL_BUNDLE]);
+    server = started.child;
+    const address = started.address;
     env = { ...process.env, JITGATE_ADDRESS: address, JITGATE_DATA_DIR: join(dir, "data"), XDG_CONFIG_HOME: join(dir, "config") };
   });
   after(async () => {

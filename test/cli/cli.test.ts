@@ -1,28 +1,15 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { REAL_BUNDLE, ROOT, removeDir, tempDir } from "../support/bundles.ts";
-import { healthStatus } from "../support/jitgate.ts";
+import { healthStatus, spawnServe } from "../support/jitgate.ts";
 
 const JITGATE = join(ROOT, "bin", "jitgate");
 
 function jitgate(args: string[], input?: string) {
   return spawnSync(JITGATE, args, { cwd: ROOT, input, encoding: "utf8", timeout: 30_000 });
-}
-
-/** Resolves with the address once `serve` prints its listening line; rejects if it exits first. */
-function listening(child: ChildProcess): Promise<string> {
-  return new Promise((ok, fail) => {
-    let err = "";
-    child.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-      const m = /listening on (\S+)/.exec(err);
-      if (m) ok(m[1] as string);
-    });
-    child.once("exit", (code) => fail(new Error(`serve exited ${code}: ${err}`)));
-  });
 }
 
 describe("jitgate CLI", () => {
@@ -101,15 +88,15 @@ describe("jitgate CLI", () => {
 
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     test(`serve answers health checks and stops cleanly on ${signal}`, async () => {
-      const child = spawn(
-        JITGATE,
-        ["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", join(dir, signal), "--bundle", REAL_BUNDLE],
-        {
-          cwd: ROOT,
-          stdio: ["ignore", "pipe", "pipe"],
-        },
-      );
-      const address = await listening(child);
+      const { child, address } = await spawnServe([
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        join(dir, signal),
+        "--bundle",
+        REAL_BUNDLE,
+      ]);
       assert.equal(await healthStatus(address), "SERVING");
       const exited = new Promise<number | null>((ok) => child.once("exit", (code) => ok(code)));
       child.kill(signal);

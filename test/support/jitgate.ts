@@ -1,4 +1,6 @@
 // Starts jitgate in-process on a free loopback port with a temp data directory, as `jitgate serve` would.
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import { pino } from "pino";
@@ -24,5 +26,19 @@ export function healthStatus(address: string, service = ""): Promise<string> {
       if (err) fail(err);
       else ok(res.status);
     });
+  });
+}
+
+/** `jitgate serve` as a child process; resolves with it and its address once it prints its listening line. */
+export function spawnServe(args: readonly string[]): Promise<{ child: ChildProcess; address: string }> {
+  const child = spawn(join(ROOT, "bin", "jitgate"), ["serve", ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+  return new Promise((ok, fail) => {
+    let err = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      err += d.toString();
+      const m = /listening on (\S+)/.exec(err);
+      if (m) ok({ child, address: m[1] as string });
+    });
+    child.once("exit", (code) => fail(new Error(`serve exited ${code}: ${err}`)));
   });
 }
