@@ -86,7 +86,8 @@ export class Access {
 
   /** Grant events after `afterSeq` (0: only new ones), filtered; returns the unsubscribe function. */
   watchGrants(watch: GrantWatch, deliver: (event: GrantEvent) => void): () => void {
-    const from = watch.afterSeq > 0 ? watch.afterSeq : this.deps.feed.cursor;
+    // "From now" means after the newest event stored, not after the last one this process delivered.
+    const from = watch.afterSeq > 0 ? watch.afterSeq : this.deps.store.latestGrantEventSeq();
     return this.deps.feed.subscribe(from, {
       matches: (e) => (!watch.subject || e.grant.subject === watch.subject) && (!watch.resource || e.grant.resource === watch.resource),
       deliver,

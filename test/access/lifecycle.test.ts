@@ -197,6 +197,25 @@ describe("access lifecycle", () => {
     assert.equal(access.getRequest(pending.id).decidedAt, pending.pendingUntil);
   });
 
+  test("a watch from now hears only later events; one resuming after a seq hears exactly what followed", () => {
+    access.requestAccess(alice, readOrders);
+    access.requestAccess(alice, { ...readOrders, resource: "s3/analytics-exports", ticket: "" });
+    const fromNow: GrantEvent[] = [];
+    access.watchGrants({ afterSeq: 0 }, (e) => fromNow.push(e));
+    const resumed: GrantEvent[] = [];
+    access.watchGrants({ afterSeq: 1 }, (e) => resumed.push(e));
+    const third = access.requestAccess({ id: "dave", groups: ["engineering"] }, readOrders);
+    access.deps.feed.tick();
+    assert.deepEqual(
+      fromNow.map((e) => e.grant.id),
+      [third.grantId],
+    );
+    assert.deepEqual(
+      resumed.map((e) => e.seq),
+      [2, 3],
+    );
+  });
+
   test("grants as of a past time answer who had access then", () => {
     const g = access.requestAccess(alice, readOrders).grantId as string;
     now = T0 + 60_000;
