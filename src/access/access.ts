@@ -13,7 +13,8 @@ import { cancelRequest, type ReviewInput, reviewRequest } from "./review.ts";
 export interface GrantWatch {
   readonly subject?: string;
   readonly resource?: string;
-  readonly afterSeq: number;
+  /** Deliver the events after this seq; undefined: only events stored from now on. */
+  readonly afterSeq?: number;
 }
 
 export class Access {
@@ -84,10 +85,14 @@ export class Access {
     return revokeSubject(this.deps, caller, subject, reason);
   }
 
-  /** Grant events after `afterSeq` (0: only new ones), filtered; returns the unsubscribe function. */
+  /** The resume point meaning "from now": the newest event stored, not the last one this process delivered. */
+  latestGrantEventSeq(): number {
+    return this.deps.store.latestGrantEventSeq();
+  }
+
+  /** Grant events after `afterSeq`, filtered; returns the unsubscribe function. */
   watchGrants(watch: GrantWatch, deliver: (event: GrantEvent) => void): () => void {
-    // "From now" means after the newest event stored, not after the last one this process delivered.
-    const from = watch.afterSeq > 0 ? watch.afterSeq : this.deps.store.latestGrantEventSeq();
+    const from = watch.afterSeq ?? this.latestGrantEventSeq();
     return this.deps.feed.subscribe(from, {
       matches: (e) => (!watch.subject || e.grant.subject === watch.subject) && (!watch.resource || e.grant.resource === watch.resource),
       deliver,

@@ -98,14 +98,27 @@ function stateReasonOf(plan: RequestPlan): string {
   return "waiting for approvals";
 }
 
-/** A retry with the same key gets the first request back; the same key for a different request is an error. */
+/**
+ * A retry with the same key gets the first answer again: the request, or the same denial. The same key for a
+ * different request is an error.
+ */
 function sameRequestOrThrow(earlier: AccessRequest, input: RequestAccessInput): AccessRequest {
   const same =
     earlier.resource === input.resource &&
     earlier.actions.length === input.actions.length &&
     earlier.actions.every((a, i) => a === input.actions[i]) &&
-    earlier.durationS === input.durationS;
+    earlier.durationS === input.durationS &&
+    earlier.justification === input.justification &&
+    earlier.ticket === input.ticket &&
+    earlier.emergency === input.emergency;
   if (!same)
     throw new AlreadyExists(`client_request_id ${input.clientKey} was already used for request ${earlier.id} with other parameters`);
+  if (earlier.state === "DENIED" && earlier.plan.decision === "deny") {
+    throw new PermissionDenied("policy denied the request", earlier.plan.reasons.map(formatReason), {
+      reasons: earlier.plan.reasons,
+      revision: earlier.policyRevision,
+      requestId: earlier.id,
+    });
+  }
   return earlier;
 }

@@ -94,12 +94,15 @@ async function watchGrants(
   log: Logger,
   call: grpc.ServerWritableStream<Wire, unknown>,
 ) {
+  // "From now" is when the call arrived, not when authentication finished: nothing committed in between is lost.
+  const arrivedAt = access.latestGrantEventSeq();
   try {
     await auth.authenticate(call);
+    const requested = Number(call.request.after_seq ?? 0);
     const watch = {
       subject: v.optionalName(call.request, "subject"),
       resource: v.optionalName(call.request, "resource"),
-      afterSeq: Number(call.request.after_seq ?? 0),
+      afterSeq: requested > 0 ? requested : arrivedAt,
     };
     let lastSeq = watch.afterSeq;
     const stop = access.watchGrants(watch, (event) => {
@@ -113,6 +116,8 @@ async function watchGrants(
       call.write(grantEventToWire(event, clock.now()));
     });
     call.once("cancelled", stop);
+    // Headers tell the client the watch is live before any event arrives.
+    call.sendMetadata(new grpc.Metadata());
   } catch (err) {
     // grpc-js ends a server stream with the status of an emitted error.
     call.emit("error", toStatus(err, log));
