@@ -19,6 +19,7 @@ import { accessServiceHandlers } from "./server/access-service.ts";
 import { accessServiceDefinition, loadAccessPackage } from "./server/proto.ts";
 import { startServer } from "./server/server.ts";
 import { openSqliteStore } from "./store/sqlite.ts";
+import { TokenService } from "./tokens/index.ts";
 
 export interface Jitgate {
   readonly address: string;
@@ -43,9 +44,10 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
 
   const auth = await createAuthenticator(config.identity, { clock });
   log.info(auth.describe());
+  const tokens = await TokenService.open(config.tokens, clock);
   const store = openSqliteStore(join(config.dataDir, STORE_FILE));
   const access = new Access(
-    { store, policy: engine, clock, newId: randomUUID, feed: new ChangeFeed(store), adminGroups: config.adminGroups },
+    { store, policy: engine, clock, newId: randomUUID, feed: new ChangeFeed(store), adminGroups: config.adminGroups, tokens },
     (err) => log.error({ err }, "recording expiries failed; will retry"),
   );
   access.start();

@@ -6,6 +6,7 @@ import { isAbsolute, resolve } from "node:path";
 import { InvalidArgument } from "./errors.ts";
 import { type IdentityConfig, parseIdentityConfig } from "./identity/config.ts";
 import { TLS_FIELDS } from "./identity/mtls.ts";
+import { parseTokenConfig, type TokenConfig } from "./tokens/config.ts";
 
 export interface ServeConfig {
   readonly listen: { readonly host: string; readonly port: number };
@@ -20,6 +21,7 @@ export interface ServeConfig {
   /** The server's own certificate; required for mTLS and for listening beyond loopback. */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly adminGroups: readonly string[];
+  readonly tokens: TokenConfig;
 }
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -48,6 +50,9 @@ export interface ServeFlags {
   oidcAlgorithms?: string;
   oidcClockTolerance?: string;
   adminGroups?: string;
+  tokenTtl?: string;
+  tokenAlg?: string;
+  tokenIssuer?: string;
 }
 
 export const DEFAULTS = {
@@ -118,6 +123,15 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
     identity,
     tls,
     adminGroups: Object.freeze(adminGroups),
+    tokens: parseTokenConfig(
+      {
+        dataDir,
+        ttlS: opt(flags.tokenTtl, "JITGATE_TOKEN_TTL"),
+        algorithm: opt(flags.tokenAlg, "JITGATE_TOKEN_ALG"),
+        issuer: opt(flags.tokenIssuer, "JITGATE_TOKEN_ISSUER"),
+      },
+      cwd,
+    ),
   });
 }
 

@@ -9,6 +9,7 @@ import type { AccessRequest, Caller, Grant, GrantEvent } from "./model.ts";
 import type { GrantFilter, Page, PageOf, RequestFilter } from "./ports.ts";
 import { type RequestAccessInput, requestAccess } from "./request.ts";
 import { cancelRequest, type ReviewInput, reviewRequest } from "./review.ts";
+import { checkToken, type IssuedAccessToken, issueToken, type TokenCheckInput } from "./tokens.ts";
 
 export interface GrantWatch {
   readonly subject?: string;
@@ -62,6 +63,24 @@ export class Access {
 
   check(input: CheckInput): CheckResult {
     return check(this.deps, input);
+  }
+
+  /** A check that presents an access token instead of naming a subject. */
+  checkToken(input: TokenCheckInput): Promise<CheckResult> {
+    return checkToken(this.deps, input);
+  }
+
+  issueToken(caller: Caller, grantId: string): Promise<IssuedAccessToken> {
+    return issueToken(this.deps, caller, grantId);
+  }
+
+  jwks(): Promise<object> {
+    return this.deps.tokens.jwks();
+  }
+
+  /** Revocations after `afterSeq` (undefined: from now), for verifiers of tokens. */
+  watchRevocations(afterSeq: number | undefined, deliver: (event: GrantEvent) => void): () => void {
+    return this.deps.feed.subscribe(afterSeq ?? this.latestGrantEventSeq(), { matches: (e) => e.kind === "REVOKED", deliver });
   }
 
   getGrant(id: string): Grant {

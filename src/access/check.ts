@@ -24,9 +24,11 @@ export interface CheckResult {
   readonly decidedAt: number;
 }
 
-export function check(deps: AccessDeps, input: CheckInput): CheckResult {
+/** `onlyGrant`: consider this grant alone (a check by token speaks for one grant). */
+export function check(deps: AccessDeps, input: CheckInput, onlyGrant?: string): CheckResult {
   const now = deps.clock.now();
-  const grants = deps.store.liveGrantsOn(input.subject.id, input.resource, now);
+  const live = deps.store.liveGrantsOn(input.subject.id, input.resource, now);
+  const grants = onlyGrant === undefined ? live : live.filter((g) => g.id === onlyGrant);
   const { result, revision } = deps.policy.checkDecision(
     checkInput(input.subject, input.resource, input.action, input.context, now, grants),
   );

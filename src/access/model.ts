@@ -99,7 +99,8 @@ export type AuditKind =
   | "REVIEW_RECORDED"
   | "GRANT_CREATED"
   | "GRANT_REVOKED"
-  | "GRANT_EXPIRED";
+  | "GRANT_EXPIRED"
+  | "TOKEN_ISSUED";
 
 /** One line of the audit trail; written in the same transaction as the change it records. */
 export interface AuditEntry {

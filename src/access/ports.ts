@@ -100,3 +100,20 @@ export interface AccessWrites {
 }
 
 export interface AccessStore extends AccessReads, AccessWrites {}
+
+/** What a token carries once verified (signature, issuer, audience, type, times). */
+export interface VerifiedToken {
+  readonly subject: string;
+  readonly grantId: string;
+  readonly actions: readonly string[];
+  readonly jti: string;
+  readonly expiresAt: number;
+}
+
+/** Signed access tokens: issued for a grant, verified against jitgate's own keys. */
+export interface TokenPort {
+  issue(grant: Grant): Promise<{ token: string; expiresAt: number; jti: string; kid: string }>;
+  /** Rejects with Unauthenticated; `audienceOf` gives the audience expected for the token's grant. */
+  verifyForGrant(token: string, audienceOf: (grantId: string) => string | undefined): Promise<VerifiedToken>;
+  jwks(): Promise<object>;
+}

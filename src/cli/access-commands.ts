@@ -161,29 +161,41 @@ export function registerAccessCommands(program: Command): void {
     });
 
   connectionOptions(program.command("check").description("may a subject do an action on a resource now? exits 0 if allowed, 1 if not"))
-    .requiredOption("--subject <id>")
+    .option("--subject <id>", "the subject to check (or --token)")
+    .option("--token <jwt>", "check an access token instead of a subject")
     .option("--groups <list>", "the subject's groups, comma-separated", "")
     .requiredOption("--resource <name>")
     .requiredOption("--action <name>")
     .option("--context <key=value...>", "request context attributes, for example source_ip=10.1.2.3")
-    .action(async (o: Flags & { subject: string; groups: string; resource: string; action: string; context?: string[] }) => {
-      const context: Record<string, string> = {};
-      for (const kv of o.context ?? []) {
-        const at = kv.indexOf("=");
-        if (at <= 0) throw new InvalidArgument("--context", `'${kv}' is not key=value`);
-        context[kv.slice(0, at)] = kv.slice(at + 1);
-      }
-      const req = { subject: o.subject, subject_groups: csv(o.groups), resource: o.resource, action: o.action, context };
-      const d = await withClient(o, (c) => c.call<Wire>("Check", req, "idempotent"));
-      print(o, d, () =>
-        [
-          `${d.allow ? "ALLOW" : "DENY"} ${o.subject} ${o.action} on ${o.resource}${d.grant_id ? ` by grant ${d.grant_id} until ${fmt.time(d.grant_expire_time)}` : d.standing ? " (standing access)" : ""}`,
-          ...fmt.reasons(d.reasons),
-          `  decision ${d.decision_id}, policy revision ${d.policy_revision}`,
-        ].join("\n"),
-      );
-      process.exitCode = d.allow ? EXIT.ok : EXIT.denied;
-    });
+    .action(
+      async (o: Flags & { subject?: string; token?: string; groups: string; resource: string; action: string; context?: string[] }) => {
+        if ((o.subject === undefined) === (o.token === undefined))
+          throw new InvalidArgument("--subject/--token", "give exactly one of them");
+        const context: Record<string, string> = {};
+        for (const kv of o.context ?? []) {
+          const at = kv.indexOf("=");
+          if (at <= 0) throw new InvalidArgument("--context", `'${kv}' is not key=value`);
+          context[kv.slice(0, at)] = kv.slice(at + 1);
+        }
+        const req = {
+          subject: o.subject ?? "",
+          token: o.token ?? "",
+          subject_groups: csv(o.groups),
+          resource: o.resource,
+          action: o.action,
+          context,
+        };
+        const d = await withClient(o, (c) => c.call<Wire>("Check", req, "idempotent"));
+        print(o, d, () =>
+          [
+            `${d.allow ? "ALLOW" : "DENY"} ${o.subject ?? "token"} ${o.action} on ${o.resource}${d.grant_id ? ` by grant ${d.grant_id} until ${fmt.time(d.grant_expire_time)}` : d.standing ? " (standing access)" : ""}`,
+            ...fmt.reasons(d.reasons),
+            `  decision ${d.decision_id}, policy revision ${d.policy_revision}`,
+          ].join("\n"),
+        );
+        process.exitCode = d.allow ? EXIT.ok : EXIT.denied;
+      },
+    );
 
   connectionOptions(program.command("watch").description("follow grant events (created, revoked, expired); reconnects and resumes"))
     .option("--subject <id>")

@@ -6,6 +6,7 @@ import { evalCommand } from "./eval.ts";
 import { EXIT, fail } from "./exit.ts";
 import { loginCommand } from "./login.ts";
 import { serveCommand } from "./serve.ts";
+import { registerTokenCommands } from "./token-commands.ts";
 
 const program = new Command()
   .name("jitgate")
@@ -36,6 +37,9 @@ program
   .option("--mtls-groups <file>", "JSON map from certificate identity to groups (env JITGATE_MTLS_GROUPS)")
   .option("--tls-cert <file>", "the server's certificate (env JITGATE_TLS_CERT)")
   .option("--tls-key <file>", "the server's private key (env JITGATE_TLS_KEY)")
+  .option("--token-ttl <seconds>", "lifetime of access tokens, at most 3600 (env JITGATE_TOKEN_TTL, default 300)")
+  .option("--token-alg <alg>", "EdDSA or ES256 (env JITGATE_TOKEN_ALG, default EdDSA)")
+  .option("--token-issuer <iss>", "the iss claim of access tokens (env JITGATE_TOKEN_ISSUER, default jitgate)")
   .option("--admin-groups <list>", `groups that may revoke others' grants (env JITGATE_ADMIN_GROUPS, default ${DEFAULTS.adminGroups})`)
   .action((opts) => serveCommand(opts));
 
@@ -58,6 +62,7 @@ program
   .action((entrypoint: string, opts: { input: string; bundle: string }) => evalCommand(entrypoint, opts));
 
 registerAccessCommands(program);
+registerTokenCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -7,7 +7,7 @@ import type { Clock } from "../access/ports.ts";
 import type { Logger } from "../log.ts";
 import { toStatus } from "./status.ts";
 import * as v from "./validate.ts";
-import { checkToWire, grantEventToWire, grantToWire, requestToWire } from "./wire.ts";
+import { checkToWire, grantEventToWire, grantToWire, requestToWire, timestamp } from "./wire.ts";
 
 /** Verifies who is calling, from the transport (client certificate) or the `authorization` metadata. */
 export interface CallerAuthenticator {
@@ -56,7 +56,16 @@ export function accessServiceHandlers(
     }),
     ReviewAccessRequest: unary((caller, req) => withGrant(access.review(caller, v.reviewInput(req)))),
     CancelAccessRequest: unary((caller, req) => withGrant(access.cancel(caller, v.requiredName(req, "id"), v.optionalText(req, "reason")))),
-    Check: unary((_caller, req) => checkToWire(access.check(v.checkInput(req)))),
+    Check: unary(async (_caller, req) => {
+      const input = v.checkInput(req);
+      return checkToWire(input.subject ? access.check({ ...input, subject: input.subject }) : await access.checkToken(input));
+    }),
+    IssueToken: unary(async (caller, req) => {
+      const t = await access.issueToken(caller, v.requiredName(req, "grant_id"));
+      return { token: t.token, expire_time: timestamp(t.expiresAt), token_id: t.jti, grant_id: t.grantId, audience: t.audience };
+    }),
+    GetJwks: unary(async () => ({ jwks_json: JSON.stringify(await access.jwks()) })),
+    WatchRevocations: (call: grpc.ServerWritableStream<Wire, unknown>) => watchRevocations(access, auth, clock, log, call),
     ListGrants: unary((_caller, req) => {
       const filter = {
         subject: v.optionalName(req, "subject"),
@@ -120,6 +129,37 @@ async function watchGrants(
     call.sendMetadata(new grpc.Metadata());
   } catch (err) {
     // grpc-js ends a server stream with the status of an emitted error.
+    call.emit("error", toStatus(err, log));
+  }
+}
+
+/** Revoked grants for token verifiers; resumable by seq like WatchGrants. */
+async function watchRevocations(
+  access: Access,
+  auth: CallerAuthenticator,
+  clock: Clock,
+  log: Logger,
+  call: grpc.ServerWritableStream<Wire, unknown>,
+) {
+  const arrivedAt = access.latestGrantEventSeq();
+  try {
+    await auth.authenticate(call);
+    const requested = Number(call.request.after_seq ?? 0);
+    const stop = access.watchRevocations(requested > 0 ? requested : arrivedAt, (e) => {
+      if (call.cancelled) return;
+      const g = grantEventToWire(e, clock.now()).grant;
+      call.write({
+        seq: String(e.seq),
+        grant_id: g.id,
+        subject: g.subject,
+        audience: g.audience,
+        revoke_time: g.revoke_time,
+        expire_time: g.expire_time,
+      });
+    });
+    call.once("cancelled", stop);
+    call.sendMetadata(new grpc.Metadata());
+  } catch (err) {
     call.emit("error", toStatus(err, log));
   }
 }

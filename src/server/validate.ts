@@ -73,20 +73,29 @@ export function reviewInput(msg: Wire): ReviewInput {
   return { requestId: name(msg, "id"), decision, comment: text(msg, "comment") };
 }
 
-export function checkInput(msg: Wire): CheckInput {
+export function checkInput(msg: Wire): {
+  token: string;
+  resource: string;
+  action: string;
+  context: Record<string, string>;
+  subject?: CheckInput["subject"];
+} {
   const context = msg.context as Record<string, unknown>;
   if (typeof context !== "object" || context === null) throw new InvalidArgument("context", "must be a map of strings");
   const entries = Object.entries(context);
   if (entries.length > 64) throw new InvalidArgument("context", "has more than 64 entries");
-  for (const [k, v] of entries)
+  for (const [k, v] of entries) {
     if (typeof v !== "string" || v.length > MAX_ID)
       throw new InvalidArgument(`context[${k}]`, `must be a string of at most ${MAX_ID} characters`);
-  return {
-    subject: { id: name(msg, "subject"), groups: names(msg, "subject_groups", { required: false, max: 256 }) },
-    resource: name(msg, "resource"),
-    action: name(msg, "action"),
-    context: context as Record<string, string>,
-  };
+  }
+  const token = text(msg, "token", { max: 16_384 });
+  const common = { token, resource: name(msg, "resource"), action: name(msg, "action"), context: context as Record<string, string> };
+  if (token !== "") {
+    if (msg.subject) throw new InvalidArgument("subject", "give a subject or a token, not both");
+    return common;
+  }
+  if (!msg.subject) throw new InvalidArgument("subject", "is required (or pass token)");
+  return { ...common, subject: { id: name(msg, "subject"), groups: names(msg, "subject_groups", { required: false, max: 256 }) } };
 }
 
 export function page(msg: Wire): Page {

@@ -1,6 +1,6 @@
 // jitgate's access tokens for the server: issue a token for an active grant, publish the JWKS, verify with the
 // very checks services use (src/enforce/verify.ts) and rotate keys. Refusals become jitgate's Unauthenticated.
-import type { JSONWebKeySet, JWTVerifyGetKey } from "jose";
+import { decodeJwt, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
 import { accessTokenKeySet, TokenRejected, type VerifiedAccessToken, verifyAccessToken } from "../enforce/verify.ts";
 import { Unauthenticated } from "../errors.ts";
 import type { TokenConfig } from "./config.ts";
@@ -74,6 +74,22 @@ export class TokenService {
       if (err instanceof TokenRejected) throw new Unauthenticated(`${err.code}: ${err.message}`, { cause: err });
       throw err;
     }
+  }
+
+  /**
+   * Verifies a token whose audience is its grant's: the unverified `grant_id` only picks which audience to
+   * expect (like a `kid` picks a key); the verification then checks everything, that audience included.
+   */
+  async verifyForGrant(token: string, audienceOf: (grantId: string) => string | undefined): Promise<VerifiedAccessToken> {
+    let grantId: unknown;
+    try {
+      grantId = decodeJwt(token).grant_id;
+    } catch (err) {
+      throw new Unauthenticated("TOKEN_MALFORMED: the token is not a JWT", { cause: err });
+    }
+    const audience = typeof grantId === "string" ? audienceOf(grantId) : undefined;
+    if (audience === undefined) throw new Unauthenticated("TOKEN_CLAIMS_INVALID: the token names no grant jitgate knows");
+    return this.verify(token, audience);
   }
 
   /** A new active key; other processes sharing the data directory pick it up within a second. */

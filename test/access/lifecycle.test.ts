@@ -10,6 +10,7 @@ import { AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied } 
 import { loadBundleFile } from "../../src/policy/bundle.ts";
 import { PolicyEngine } from "../../src/policy/engine.ts";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite.ts";
+import { parseTokenConfig, TokenService } from "../../src/tokens/index.ts";
 import { REAL_BUNDLE, removeDir, tempDir } from "../support/bundles.ts";
 
 const T0 = Date.UTC(2026, 10, 23, 10, 0, 0);
@@ -37,8 +38,11 @@ describe("access lifecycle", () => {
   let access: Access;
   let now: number;
   let ids: number;
+  let tokens: TokenService;
   before(async () => {
     dir = await tempDir();
+    now = T0;
+    tokens = await TokenService.open(parseTokenConfig({ dataDir: dir }, dir), { now: () => now });
     engine.activate(await loadBundleFile(REAL_BUNDLE));
   });
   after(() => removeDir(dir));
@@ -54,6 +58,7 @@ describe("access lifecycle", () => {
         newId: () => `id-${++ids}`,
         feed: new ChangeFeed(store),
         adminGroups: ["jitgate-admins"],
+        tokens,
       },
       (err) => assert.fail(String(err)),
     );
@@ -213,6 +218,42 @@ describe("access lifecycle", () => {
     assert.deepEqual(
       resumed.map((e) => e.seq),
       [2, 3],
+    );
+  });
+
+  test("a token speaks for its grant: allowed while the grant lives, refused once it is revoked", async () => {
+    const grantId = access.requestAccess(alice, readOrders).grantId as string;
+    await assert.rejects(access.issueToken(bob, grantId), PermissionDenied);
+    const issued = await access.issueToken(alice, grantId);
+    assert.equal(issued.expiresAt, T0 + 300_000);
+    const byToken = (action: string, resource = "db/orders") =>
+      access.checkToken({ token: issued.token, resource, action, context: { source_ip: "10.1.2.3" } });
+    const allowed = await byToken("read");
+    assert.deepEqual([allowed.allow, allowed.grantId], [true, grantId]);
+    assert.deepEqual(
+      (await byToken("write")).reasons.map((r) => r.code),
+      ["action_not_in_token"],
+    );
+    assert.deepEqual(
+      (await byToken("read", "s3/analytics-exports")).reasons.map((r) => r.code),
+      ["token_wrong_resource"],
+    );
+    access.revokeGrant(alice, grantId, "done");
+    assert.deepEqual(
+      (await byToken("read")).reasons.map((r) => r.code),
+      ["grant_revoked"],
+    );
+    await assert.rejects(access.issueToken(alice, grantId), /is REVOKED, not ACTIVE/);
+  });
+
+  test("a token is refused once it expires, and a garbage token is unauthenticated", async () => {
+    const grantId = access.requestAccess(alice, readOrders).grantId as string;
+    const { token } = await access.issueToken(alice, grantId);
+    now = T0 + 300_000 + 31_000;
+    await assert.rejects(access.checkToken({ token, resource: "db/orders", action: "read", context: {} }), /TOKEN_EXPIRED/);
+    await assert.rejects(
+      access.checkToken({ token: "not.a.token", resource: "db/orders", action: "read", context: {} }),
+      /TOKEN_MALFORMED/,
     );
   });
 

@@ -72,8 +72,25 @@ describe("jitgate client commands", () => {
     assert.equal(denied.status, 1);
     assert.match(denied.stdout, /^DENY /);
 
-    const grants = run(["grants", "--subject", "alice"]);
-    assert.match(grants.stdout, /ACTIVE\s+alice\s+db\/orders\s+write/);
+    const grants = run(["grants", "--subject", "alice", "--json"]);
+    const grantId = JSON.parse(grants.stdout).grants[0].id;
+    assert.match(run(["grants", "--subject", "alice"]).stdout, /ACTIVE\s+alice\s+db\/orders\s+write/);
+
+    const token = run(["token", grantId]);
+    assert.equal(token.status, 0, token.stderr);
+    assert.match(token.stderr, new RegExp(`for grant ${grantId} \\(audience orders\\)`));
+    const byToken = run([
+      "check",
+      "--token",
+      token.stdout.trim(),
+      "--resource",
+      "db/orders",
+      "--action",
+      "write",
+      "--context",
+      "source_ip=10.1.2.3",
+    ]);
+    assert.equal(byToken.status, 0, byToken.stderr);
   });
 
   test("a bad argument is one line naming it, exit code 2", () => {

@@ -115,9 +115,11 @@ export interface UnaryMethods {
   ReviewAccessRequest: [{ id: string; decision: "REVIEW_DECISION_APPROVE" | "REVIEW_DECISION_DENY"; comment?: string }, AccessRequest];
   CancelAccessRequest: [{ id: string; reason?: string }, AccessRequest];
   Check: [
-    { subject: string; subject_groups?: string[]; resource: string; action: string; context?: Record<string, string> },
+    { subject?: string; subject_groups?: string[]; token?: string; resource: string; action: string; context?: Record<string, string> },
     CheckResponse,
   ];
+  IssueToken: [{ grant_id: string }, { token: string; expire_time: Timestamp; token_id: string; grant_id: string; audience: string }];
+  GetJwks: [Record<string, never>, { jwks_json: string }];
   ListGrants: [
     { subject?: string; resource?: string; include_inactive?: boolean; as_of?: Timestamp; page_size?: number; page_token?: string },
     { grants: Grant[]; next_page_token: string },

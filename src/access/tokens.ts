@@ -1,0 +1,75 @@
+// Access tokens in the lifecycle: the holder of an active grant gets a short-lived token for it (audited),
+// and a check may present a token instead of naming a subject: the token must verify, its grant must still
+// be live, carry the action, and be on the resource asked about, and the policy must allow the action.
+import { FailedPrecondition, NotFound, PermissionDenied } from "../errors.ts";
+import { audit } from "./audit.ts";
+import { type CheckResult, check } from "./check.ts";
+import type { AccessDeps } from "./deps.ts";
+import { type Caller, grantStatus } from "./model.ts";
+
+export interface IssuedAccessToken {
+  readonly token: string;
+  readonly expiresAt: number;
+  readonly jti: string;
+  readonly grantId: string;
+  readonly audience: string;
+}
+
+export async function issueToken(deps: AccessDeps, caller: Caller, grantId: string): Promise<IssuedAccessToken> {
+  const grant = deps.store.grant(grantId);
+  if (!grant) throw new NotFound(`grant ${grantId} does not exist`);
+  if (grant.subject !== caller.id)
+    throw new PermissionDenied(`grant ${grantId} belongs to ${grant.subject}; only its holder gets tokens for it`);
+  const status = grantStatus(grant, deps.clock.now());
+  if (status !== "ACTIVE") throw new FailedPrecondition(`grant ${grantId} is ${status}, not ACTIVE`);
+  const issued = await deps.tokens.issue(grant);
+  // No audit entry, no token: the entry commits before the token leaves jitgate.
+  deps.store.transaction(() =>
+    deps.store.appendAudit(
+      audit.grant("TOKEN_ISSUED", {
+        at: deps.clock.now(),
+        actor: caller.id,
+        grant,
+        reason: "token issued",
+        details: { jti: issued.jti, kid: issued.kid, token_expires_at: issued.expiresAt },
+      }),
+    ),
+  );
+  return { token: issued.token, expiresAt: issued.expiresAt, jti: issued.jti, grantId, audience: grant.audience };
+}
+
+export interface TokenCheckInput {
+  readonly token: string;
+  readonly resource: string;
+  readonly action: string;
+  readonly context: Readonly<Record<string, string>>;
+}
+
+export async function checkToken(deps: AccessDeps, input: TokenCheckInput): Promise<CheckResult> {
+  const verified = await deps.tokens.verifyForGrant(input.token, (id) => deps.store.grant(id)?.audience);
+  const grant = deps.store.grant(verified.grantId);
+  const now = deps.clock.now();
+  const refuse = (code: string, message: string) => ({
+    allow: false,
+    reasons: [{ code, message, grant_id: verified.grantId }],
+    decisionId: deps.newId(),
+    grantId: "",
+    grantExpiresAt: 0,
+    standing: false,
+    policyRevision: "",
+    decidedAt: now,
+  });
+  if (!grant || grant.subject !== verified.subject) return refuse("token_grant_unknown", "the token's grant does not exist");
+  const status = grantStatus(grant, now);
+  if (status === "REVOKED") return refuse("grant_revoked", "the token's grant has been revoked");
+  if (status === "EXPIRED") return refuse("grant_expired", "the token's grant has expired");
+  if (grant.resource !== input.resource) return refuse("token_wrong_resource", "the token's grant is for another resource");
+  if (!verified.actions.includes(input.action)) return refuse("action_not_in_token", "the token does not carry this action");
+  // Only this grant counts: a token speaks for one grant, not for everything its subject holds.
+  const result = check(
+    deps,
+    { subject: { id: verified.subject, groups: [] }, resource: input.resource, action: input.action, context: input.context },
+    grant.id,
+  );
+  return result;
+}
