@@ -2,7 +2,7 @@
 // map the answer (or the error, in status.ts) back. Handlers stay thin; the rules live in src/access.
 import * as grpc from "@grpc/grpc-js";
 import type { Access } from "../access/access.ts";
-import type { Caller } from "../access/model.ts";
+import type { Caller, GrantEvent } from "../access/model.ts";
 import type { Clock } from "../access/ports.ts";
 import type { Logger } from "../log.ts";
 import { toStatus } from "./status.ts";
@@ -96,25 +96,27 @@ function decided(access: Access, id: string, call: grpc.ServerUnaryCall<Wire, un
   });
 }
 
-async function watchGrants(
+type EventStream = grpc.ServerWritableStream<Wire, unknown>;
+
+/**
+ * Serves a resumable event stream: authenticates, subscribes after `after_seq` (0: from when the call
+ * arrived, so nothing committed during authentication is lost), sends headers once live, cuts off a watcher
+ * that falls too far behind with the seq to resume from, and unsubscribes when the call ends.
+ */
+async function serveEvents(
   access: Access,
   auth: CallerAuthenticator,
-  clock: Clock,
   log: Logger,
-  call: grpc.ServerWritableStream<Wire, unknown>,
+  call: EventStream,
+  subscribe: (afterSeq: number, deliver: (event: GrantEvent) => void) => () => void,
+  toWire: (event: GrantEvent) => object,
 ) {
-  // "From now" is when the call arrived, not when authentication finished: nothing committed in between is lost.
   const arrivedAt = access.latestGrantEventSeq();
   try {
     await auth.authenticate(call);
     const requested = Number(call.request.after_seq ?? 0);
-    const watch = {
-      subject: v.optionalName(call.request, "subject"),
-      resource: v.optionalName(call.request, "resource"),
-      afterSeq: requested > 0 ? requested : arrivedAt,
-    };
-    let lastSeq = watch.afterSeq;
-    const stop = access.watchGrants(watch, (event) => {
+    let lastSeq = requested > 0 ? requested : arrivedAt;
+    const stop = subscribe(lastSeq, (event) => {
       if (call.cancelled) return;
       if (call.writableLength > MAX_WATCH_BUFFER) {
         stop();
@@ -122,10 +124,9 @@ async function watchGrants(
         return;
       }
       lastSeq = event.seq;
-      call.write(grantEventToWire(event, clock.now()));
+      call.write(toWire(event));
     });
     call.once("cancelled", stop);
-    // Headers tell the client the watch is live before any event arrives.
     call.sendMetadata(new grpc.Metadata());
   } catch (err) {
     // grpc-js ends a server stream with the status of an emitted error.
@@ -133,33 +134,37 @@ async function watchGrants(
   }
 }
 
+function watchGrants(access: Access, auth: CallerAuthenticator, clock: Clock, log: Logger, call: EventStream) {
+  // The filter is validated inside serveEvents' error handling: a bad one ends the stream with INVALID_ARGUMENT.
+  const filter = () => ({ subject: v.optionalName(call.request, "subject"), resource: v.optionalName(call.request, "resource") });
+  return serveEvents(
+    access,
+    auth,
+    log,
+    call,
+    (afterSeq, deliver) => access.watchGrants({ ...filter(), afterSeq }, deliver),
+    (e) => grantEventToWire(e, clock.now()),
+  );
+}
+
 /** Revoked grants for token verifiers; resumable by seq like WatchGrants. */
-async function watchRevocations(
-  access: Access,
-  auth: CallerAuthenticator,
-  clock: Clock,
-  log: Logger,
-  call: grpc.ServerWritableStream<Wire, unknown>,
-) {
-  const arrivedAt = access.latestGrantEventSeq();
-  try {
-    await auth.authenticate(call);
-    const requested = Number(call.request.after_seq ?? 0);
-    const stop = access.watchRevocations(requested > 0 ? requested : arrivedAt, (e) => {
-      if (call.cancelled) return;
+function watchRevocations(access: Access, auth: CallerAuthenticator, clock: Clock, log: Logger, call: EventStream) {
+  return serveEvents(
+    access,
+    auth,
+    log,
+    call,
+    (afterSeq, deliver) => access.watchRevocations(afterSeq, deliver),
+    (e) => {
       const g = grantEventToWire(e, clock.now()).grant;
-      call.write({
+      return {
         seq: String(e.seq),
         grant_id: g.id,
         subject: g.subject,
         audience: g.audience,
         revoke_time: g.revoke_time,
         expire_time: g.expire_time,
-      });
-    });
-    call.once("cancelled", stop);
-    call.sendMetadata(new grpc.Metadata());
-  } catch (err) {
-    call.emit("error", toStatus(err, log));
-  }
+      };
+    },
+  );
 }
