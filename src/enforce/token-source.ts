@@ -4,12 +4,19 @@
 // asks jitgate for one per call.
 import * as grpc from "@grpc/grpc-js";
 import { accessServiceDefinition, loadAccessPackage } from "../server/proto.ts";
-import type { CallMetadata, JitgateEndpoint } from "./jitgate-client.ts";
+
+/** Where jitgate listens and how to reach it (TLS in production; insecure credentials on loopback only). */
+export interface TokenSourceEndpoint {
+  readonly address: string;
+  readonly credentials: grpc.ChannelCredentials;
+  readonly channelOptions?: grpc.ChannelOptions;
+}
 
 export interface TokenSourceOptions {
   /** jitgate, and the holder's credentials for calling it. */
-  readonly jitgate: JitgateEndpoint;
-  readonly callMetadata: CallMetadata;
+  readonly jitgate: TokenSourceEndpoint;
+  /** The holder's own credentials for jitgate (for example `authorization: Bearer <OIDC token>`). */
+  readonly callMetadata: () => grpc.Metadata;
   /** The holder's active grant. */
   readonly grantId: string;
   /** Renew this long before the token expires. Default 30 s (or half the token's life, if shorter). */
