@@ -87,6 +87,7 @@ dev: $(BUNDLE) $(DEPS)
 
 bench: $(BUNDLE) $(DEPS)
 	node bench/policy-eval.ts
+	node bench/enforce.ts
 
 clean:
 	rm -rf .build data $(BUNDLE)

@@ -59,14 +59,45 @@ interface AdmitDeps {
   readonly revocations: RevocationFeed;
 }
 
+/**
+ * Tokens already verified, by their exact text, until they expire: a client sends the same token on every call
+ * for minutes, and a signature check costs far more than the call. Bounded; the oldest entries go first.
+ * Revocation is still checked on every call.
+ */
+class VerifiedTokens {
+  readonly #entries = new Map<string, VerifiedAccessToken>();
+  readonly #max: number;
+  readonly #now: () => number;
+
+  constructor(max: number, now: () => number) {
+    this.#max = max;
+    this.#now = now;
+  }
+
+  get(token: string): VerifiedAccessToken | undefined {
+    const hit = this.#entries.get(token);
+    if (hit && this.#now() < hit.expiresAt) return hit;
+    if (hit) this.#entries.delete(token);
+    return undefined;
+  }
+
+  add(token: string, verified: VerifiedAccessToken): void {
+    if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value as string);
+    this.#entries.set(token, verified);
+  }
+}
+
 /** Admission by verifying the token offline with the cached JWKS (refetched once for an unknown key). */
 export function localAdmission(deps: AdmitDeps & { keys: KeyCache; verify: VerifyAccessTokenOptions }): Admit {
+  const verifiedTokens = new VerifiedTokens(10_000, deps.verify.now ?? Date.now);
   return async ({ methodPath, metadata }) => {
     const token = bearerToken(metadata);
     if (token === undefined) return refuse(grpc.status.UNAUTHENTICATED, "no access token (authorization: Bearer <token>)");
     let verified: VerifiedAccessToken;
     try {
-      verified = await verifyWithRefresh(token, deps.keys, deps.verify);
+      const cached = verifiedTokens.get(token);
+      verified = cached ?? (await verifyWithRefresh(token, deps.keys, deps.verify));
+      if (!cached) verifiedTokens.add(token, verified);
     } catch (err) {
       if (err instanceof TokenRejected) return refuse(grpc.status.UNAUTHENTICATED, `${err.code}: ${err.message}`);
       return refuse(grpc.status.UNAVAILABLE, UNAVAILABLE);
