@@ -24,12 +24,13 @@ export npm_config_nodedir = $(firstword $(wildcard $(NODE_HOME)/node_modules/nod
 endif
 DEPS := node_modules/.package-lock.json
 
-.PHONY: help run dev test check typecheck lint policy-check policy-test bundle opa capabilities bench clean
+.PHONY: help run dev demo test check typecheck lint policy-check policy-test bundle opa capabilities bench clean
 help:
 	@echo "make run     install what is missing, build the policy bundle, start jitgate on 127.0.0.1:8443"
 	@echo "make test    everything CI runs: policy checks and tests, type checks, lint, unit and end-to-end tests"
 	@echo "make dev     like run, and rebuild the bundle whenever a file under policies/ changes"
 	@echo "make bundle  compile policies/ to $(BUNDLE)"
+	@echo "make demo    the whole story on loopback: request, approvals, token, calls, revocation"
 	@echo "make bench   benchmarks (figures in README.md)"
 
 $(NODE_DEP):
@@ -84,6 +85,9 @@ run: $(BUNDLE) $(DEPS)
 
 dev: $(BUNDLE) $(DEPS)
 	./bin/jitgate serve --dev --watch-policies
+
+demo: $(BUNDLE) $(DEPS)
+	scripts/demo.sh
 
 bench: $(BUNDLE) $(DEPS)
 	node bench/policy-eval.ts
