@@ -91,8 +91,9 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
       clearInterval(health);
       await sources?.close();
       await bundles.close();
-      await server.close();
+      // Ends open WatchGrants/WatchRevocations streams, so shutdown does not wait for watchers to leave.
       access.stop();
+      await server.close();
       store.close();
     },
   };

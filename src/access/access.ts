@@ -79,8 +79,8 @@ export class Access {
   }
 
   /** Revocations after `afterSeq` (undefined: from now), for verifiers of tokens. */
-  watchRevocations(afterSeq: number | undefined, deliver: (event: GrantEvent) => void): () => void {
-    return this.deps.feed.subscribe(afterSeq ?? this.latestGrantEventSeq(), { matches: (e) => e.kind === "REVOKED", deliver });
+  watchRevocations(afterSeq: number | undefined, deliver: (event: GrantEvent) => void, ended?: () => void): () => void {
+    return this.deps.feed.subscribe(afterSeq ?? this.latestGrantEventSeq(), { matches: (e) => e.kind === "REVOKED", deliver, ended });
   }
 
   getGrant(id: string): Grant {
@@ -110,11 +110,12 @@ export class Access {
   }
 
   /** Grant events after `afterSeq`, filtered; returns the unsubscribe function. */
-  watchGrants(watch: GrantWatch, deliver: (event: GrantEvent) => void): () => void {
+  watchGrants(watch: GrantWatch, deliver: (event: GrantEvent) => void, ended?: () => void): () => void {
     const from = watch.afterSeq ?? this.latestGrantEventSeq();
     return this.deps.feed.subscribe(from, {
       matches: (e) => (!watch.subject || e.grant.subject === watch.subject) && (!watch.resource || e.grant.resource === watch.resource),
       deliver,
+      ended,
     });
   }
 

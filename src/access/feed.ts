@@ -7,6 +7,8 @@ import type { AccessReads } from "./ports.ts";
 export interface GrantSubscriber {
   readonly matches: (event: GrantEvent) => boolean;
   readonly deliver: (event: GrantEvent) => void;
+  /** Told when the feed closes (jitgate is shutting down), so a stream can end cleanly. */
+  readonly ended?: () => void;
 }
 
 interface Waiter {
@@ -103,6 +105,7 @@ export class ChangeFeed {
   close(): void {
     this.#closed = true;
     this.#onChange.clear();
+    for (const s of this.#subscribers) s.ended?.();
     this.#subscribers.clear();
     this.#waiters.clear();
     this.#poll();

@@ -220,14 +220,14 @@ async function watch(o: Flags & { subject?: string; resource?: string; after: st
       stream.on("error", (e: Error & { code?: number; details?: string }) => done(e));
       stream.on("end", () => done(undefined));
     });
-    if (!err || (err.code !== 14 && err.code !== 8)) {
+    // A server ends a watch only when it shuts down: reconnect then too, as after UNAVAILABLE.
+    if (err && err.code !== 14 && err.code !== 8) {
       client.close();
-      if (err) throw err;
-      return;
+      throw err;
     }
     failures++;
     const cap = Math.min(DEFAULT_RETRY.maxMs * 5, DEFAULT_RETRY.baseMs * 2 ** Math.min(failures, 10));
-    process.stderr.write(`jitgate: watch interrupted (${err.details}); resuming after #${after}\n`);
+    process.stderr.write(`jitgate: watch interrupted (${err?.details ?? "server closed the stream"}); resuming after #${after}\n`);
     await new Promise((r) => setTimeout(r, Math.random() * cap));
   }
 }

@@ -108,7 +108,7 @@ async function serveEvents(
   auth: CallerAuthenticator,
   log: Logger,
   call: EventStream,
-  subscribe: (afterSeq: number, deliver: (event: GrantEvent) => void) => () => void,
+  subscribe: (afterSeq: number, deliver: (event: GrantEvent) => void, ended: () => void) => () => void,
   toWire: (event: GrantEvent) => object,
 ) {
   const arrivedAt = access.latestGrantEventSeq();
@@ -116,16 +116,20 @@ async function serveEvents(
     await auth.authenticate(call);
     const requested = Number(call.request.after_seq ?? 0);
     let lastSeq = requested > 0 ? requested : arrivedAt;
-    const stop = subscribe(lastSeq, (event) => {
-      if (call.cancelled) return;
-      if (call.writableLength > MAX_WATCH_BUFFER) {
-        stop();
-        call.emit("error", { code: grpc.status.RESOURCE_EXHAUSTED, details: `watcher too slow; resume with after_seq=${lastSeq}` });
-        return;
-      }
-      lastSeq = event.seq;
-      call.write(toWire(event));
-    });
+    const stop = subscribe(
+      lastSeq,
+      (event) => {
+        if (call.cancelled) return;
+        if (call.writableLength > MAX_WATCH_BUFFER) {
+          stop();
+          call.emit("error", { code: grpc.status.RESOURCE_EXHAUSTED, details: `watcher too slow; resume with after_seq=${lastSeq}` });
+          return;
+        }
+        lastSeq = event.seq;
+        call.write(toWire(event));
+      },
+      () => call.end(),
+    );
     call.once("cancelled", stop);
     call.sendMetadata(new grpc.Metadata());
   } catch (err) {
@@ -142,7 +146,7 @@ function watchGrants(access: Access, auth: CallerAuthenticator, clock: Clock, lo
     auth,
     log,
     call,
-    (afterSeq, deliver) => access.watchGrants({ ...filter(), afterSeq }, deliver),
+    (afterSeq, deliver, ended) => access.watchGrants({ ...filter(), afterSeq }, deliver, ended),
     (e) => grantEventToWire(e, clock.now()),
   );
 }
@@ -154,7 +158,7 @@ function watchRevocations(access: Access, auth: CallerAuthenticator, clock: Cloc
     auth,
     log,
     call,
-    (afterSeq, deliver) => access.watchRevocations(afterSeq, deliver),
+    (afterSeq, deliver, ended) => access.watchRevocations(afterSeq, deliver, ended),
     (e) => {
       const g = grantEventToWire(e, clock.now()).grant;
       return {
