@@ -2,6 +2,7 @@
 import { Command } from "commander";
 import { DEFAULTS } from "../config.ts";
 import { registerAccessCommands } from "./access-commands.ts";
+import { registerAuditCommands } from "./audit-commands.ts";
 import { evalCommand } from "./eval.ts";
 import { EXIT, fail } from "./exit.ts";
 import { loginCommand } from "./login.ts";
@@ -63,6 +64,7 @@ program
 
 registerAccessCommands(program);
 registerTokenCommands(program);
+registerAuditCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -2,12 +2,15 @@
 // pending ones run in one immediate transaction at open, so several processes opening one file migrate it once.
 import type { Database } from "better-sqlite3";
 import { FailedPrecondition } from "../errors.ts";
+import { backfillAuditChain } from "./audit-chain.ts";
 
 export interface Migration {
   /** 1, 2, 3, ...: the value of user_version once this migration has run. */
   readonly version: number;
   readonly description: string;
   readonly sql: string;
+  /** Work SQL cannot do (hashing), run after `sql` in the same transaction. */
+  readonly apply?: (db: Database) => void;
 }
 
 const REQUEST_STATES = "'PENDING', 'APPROVED', 'DENIED', 'CANCELLED', 'EXPIRED'";
@@ -106,6 +109,7 @@ CREATE TABLE audit (
 
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: "requests, reviews, grants, grant events, audit", sql: V1_SCHEMA },
+  { version: 2, description: "hash chain over the audit trail (backfills existing rows)", sql: "", apply: backfillAuditChain },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -132,6 +136,7 @@ export function migrate(db: Database, file: string, migrations: readonly Migrati
     if (found > latest) refuseNewer(file, found, latest);
     for (const m of migrations.slice(found)) {
       db.exec(m.sql);
+      m.apply?.(db);
       db.pragma(`user_version = ${m.version}`);
     }
     return found;

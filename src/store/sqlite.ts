@@ -4,6 +4,7 @@ import Database from "better-sqlite3";
 import type { AccessRequest, AuditEntry, Grant, GrantEvent, GrantEventKind, RequestState, Review } from "../access/model.ts";
 import type { AccessStore, GrantFilter, LiveGrant, Page, PageOf, PendingSummary, RequestFilter } from "../access/ports.ts";
 import { AlreadyExists, FailedPrecondition, JitgateError, Unavailable } from "../errors.ts";
+import { auditRowHash, GENESIS_HASH, verifyAuditChain, type AuditChainReport } from "./audit-chain.ts";
 import { Listings } from "./listing.ts";
 import { migrate } from "./migrations.ts";
 import { ActionLists, auditParams, grantEventOf, grantOf, grantParams, liveGrantOf, requestOf, requestParams, requestsOf } from "./rows.ts";
@@ -218,8 +219,25 @@ export class SqliteStore implements AccessStore {
     });
   }
 
+  /**
+   * Appends a row chained to the current last one. Insert-then-seal inside one immediate transaction: the write
+   * lock is held from reading the head to sealing the new row, so no other process can append in between, and
+   * the seq the hash covers is the one AUTOINCREMENT really gave (not a guess of last + 1).
+   */
   appendAudit(entry: AuditEntry): void {
-    this.#write(() => this.#sql.insertAudit.run(auditParams(entry)));
+    this.#write(() => {
+      const prevHash = this.#sql.auditHead.get()?.hash ?? GENESIS_HASH;
+      const seq = Number(this.#sql.insertAudit.run({ ...auditParams(entry), prev_hash: prevHash }).lastInsertRowid);
+      // Hashed as read back, so the hash covers exactly what the verifier will read.
+      const row = this.#sql.auditRow.get(seq);
+      if (row === undefined) throw new Error(`store: audit row ${seq} vanished inside its transaction`);
+      this.#sql.sealAudit.run(auditRowHash(row), seq);
+    });
+  }
+
+  /** Walks the audit trail's hash chain from one snapshot; see verifyAuditChain. */
+  verifyAuditChain(): AuditChainReport {
+    return this.#guard(() => verifyAuditChain(this.#db));
   }
 
   // ---- plumbing

@@ -1,6 +1,7 @@
 // Every fixed SQL statement of the store, prepared once when it opens and named after what it answers.
 // (Listing queries, whose WHERE clause depends on the filter, are in listing.ts.)
 import type { Database, Statement } from "better-sqlite3";
+import { CHAINED_AUDIT_COLUMNS, type ChainedAuditRow } from "./audit-chain.ts";
 import type { GrantEventRow, GrantRow, LiveGrantRow, RequestRow, ReviewRow } from "./rows.ts";
 
 type Params = Record<string, string | number | null>;
@@ -12,7 +13,7 @@ export const GRANT_COLUMNS =
   "id, request_id, subject, resource, actions, audience, break_glass, created_at, expires_at, revoked_at, revoked_by, " +
   "revoke_reason, policy_revision";
 const REVIEW_COLUMNS = "request_id, reviewer, reviewer_groups, decision, comment, counts_toward, created_at, policy_revision";
-const AUDIT_COLUMNS = "at, kind, actor, subject, resource, request_id, grant_id, reason, policy_revision, details";
+const AUDIT_COLUMNS = "at, kind, actor, subject, resource, request_id, grant_id, reason, policy_revision, details, prev_hash";
 
 const namedValues = (columns: string): string =>
   columns
@@ -48,6 +49,10 @@ export interface Statements {
   readonly latestGrantEventSeq: Statement<[], number>;
   readonly nextDue: Statement<[], number | null>;
   readonly insertAudit: Statement<[Params]>;
+  /** An audit row as stored: the input of its hash. */
+  readonly auditRow: Statement<[number], ChainedAuditRow>;
+  readonly sealAudit: Statement<[string, number]>;
+  readonly auditHead: Statement<[], { seq: number; hash: string | null }>;
 }
 
 export function prepareStatements(db: Database): Statements {
@@ -108,5 +113,8 @@ export function prepareStatements(db: Database): Statements {
       )
       .pluck(),
     insertAudit: db.prepare(`INSERT INTO audit (${AUDIT_COLUMNS}) VALUES (${namedValues(AUDIT_COLUMNS)})`),
+    auditRow: db.prepare(`SELECT ${CHAINED_AUDIT_COLUMNS} FROM audit WHERE seq = ?`),
+    sealAudit: db.prepare("UPDATE audit SET hash = ? WHERE seq = ?"),
+    auditHead: db.prepare("SELECT seq, hash FROM audit WHERE seq = (SELECT max(seq) FROM audit)"),
   };
 }

@@ -210,7 +210,7 @@ describe("SQLite store: failures", () => {
 });
 
 describe("SQLite store: audit and maintenance", () => {
-  test("an audit entry is stored with its details as JSON, its hash columns left for later", () => {
+  test("an audit entry is stored with its details as JSON, chained to the one before it", () => {
     const file = freshFile();
     const store = openSqliteStore(file);
     store.appendAudit(anAuditEntry({ grantId: undefined }));
@@ -230,10 +230,11 @@ describe("SQLite store: audit and maintenance", () => {
         request_id: "r1",
         grant_id: null,
         details: '{"approvers":["bob"]}',
-        prev_hash: null,
-        hash: null,
+        prev_hash: "0".repeat(64),
+        hash: (rows[0] as { hash: string }).hash,
       },
     ]);
+    assert.match((rows[0] as { hash: string }).hash, /^[0-9a-f]{64}$/);
     raw.close();
     store.close();
   });
