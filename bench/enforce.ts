@@ -5,7 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { createEnforcer, type Enforcer } from "../src/enforce/interceptor.ts";
 import { accessTokenKeySet, verifyAccessToken } from "../src/enforce/verify.ts";
-import { startE2eServer, tokenFor } from "../test/support/api.ts";
+import { bearerMetadata, startE2eServer, tokenFor } from "../test/support/api.ts";
 import { ORDERS_ACTIONS, startOrdersService } from "../test/enforce/orders-service.ts";
 
 const CALLS = 3_000;
@@ -23,11 +23,7 @@ const jitgate = await startE2eServer();
 const serviceToken = await tokenFor(jitgate.dataDir, "orders-service", []);
 const enforcer = createEnforcer({
   jitgate: { address: jitgate.jitgate.address, credentials: grpc.credentials.createInsecure() },
-  callMetadata: () => {
-    const md = new grpc.Metadata();
-    md.set("authorization", `Bearer ${serviceToken}`);
-    return md;
-  },
+  callMetadata: () => bearerMetadata(serviceToken),
   audience: "orders",
   actionOf: (path) => ORDERS_ACTIONS[path],
 });

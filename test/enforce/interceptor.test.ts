@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { createEnforcer, type Enforcer } from "../../src/enforce/interceptor.ts";
-import { type Caller, type E2eServer, failsWith, startE2eServer, tokenFor } from "../support/api.ts";
+import { type Caller, type E2eServer, failsWith, startE2eServer, tokenFor, bearerMetadata } from "../support/api.ts";
 import { firstMessage, ORDERS_ACTIONS, type OrdersService, startOrdersService, streamEnd } from "./orders-service.ts";
 
 interface ReadGrant {
@@ -56,11 +56,7 @@ describe("the enforcement interceptor (local verification)", () => {
     const serviceToken = await tokenFor(jitgate.dataDir, "orders-service", []);
     enforcer = createEnforcer({
       jitgate: { address: jitgate.jitgate.address, credentials: grpc.credentials.createInsecure() },
-      callMetadata: () => {
-        const md = new grpc.Metadata();
-        md.set("authorization", `Bearer ${serviceToken}`);
-        return md;
-      },
+      callMetadata: () => bearerMetadata(serviceToken),
       audience: "orders",
       actionOf: (path) => ORDERS_ACTIONS[path],
       minBackoffMs: 50,
@@ -147,11 +143,7 @@ describe("the enforcement interceptor (remote checks)", () => {
     const serviceToken = await tokenFor(jitgate.dataDir, "orders-service", []);
     enforcer = createEnforcer({
       jitgate: { address: jitgate.jitgate.address, credentials: grpc.credentials.createInsecure() },
-      callMetadata: () => {
-        const md = new grpc.Metadata();
-        md.set("authorization", `Bearer ${serviceToken}`);
-        return md;
-      },
+      callMetadata: () => bearerMetadata(serviceToken),
       audience: "orders",
       actionOf: (path) => ORDERS_ACTIONS[path],
       mode: "remote",

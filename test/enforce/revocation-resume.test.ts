@@ -5,7 +5,7 @@ import { test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import type { Jitgate } from "../../src/app.ts";
 import { createEnforcer } from "../../src/enforce/interceptor.ts";
-import { api, type Caller, tokenFor } from "../support/api.ts";
+import { api, type Caller, tokenFor, bearerMetadata } from "../support/api.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
 import { startTestJitgate } from "../support/jitgate.ts";
 import { ORDERS_ACTIONS, startOrdersService } from "./orders-service.ts";
@@ -32,11 +32,7 @@ test("revocations made while jitgate restarted reach the enforcer after it resum
   const serviceToken = await tokenFor(dataDir, "orders-service", []);
   const enforcer = createEnforcer({
     jitgate: { address, credentials: grpc.credentials.createInsecure() },
-    callMetadata: () => {
-      const md = new grpc.Metadata();
-      md.set("authorization", `Bearer ${serviceToken}`);
-      return md;
-    },
+    callMetadata: () => bearerMetadata(serviceToken),
     audience: "orders",
     actionOf: (path) => ORDERS_ACTIONS[path],
     // A slow, fixed reconnect leaves a window in which jitgate is back but the enforcer is not yet subscribed.

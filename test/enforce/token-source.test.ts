@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { AccessTokenSource } from "../../src/enforce/token-source.ts";
-import { type E2eServer, startE2eServer, tokenFor } from "../support/api.ts";
+import { type E2eServer, startE2eServer, tokenFor, bearerMetadata } from "../support/api.ts";
 
 describe("access token source for clients", () => {
   let server: E2eServer;
@@ -28,11 +28,7 @@ describe("access token source for clients", () => {
     let now = Date.now();
     const source = new AccessTokenSource({
       jitgate: { address: server.jitgate.address, credentials: grpc.credentials.createInsecure() },
-      callMetadata: () => {
-        const md = new grpc.Metadata();
-        md.set("authorization", `Bearer ${holderToken}`);
-        return md;
-      },
+      callMetadata: () => bearerMetadata(holderToken),
       grantId,
       renewBeforeMs: 30_000,
       now: () => now,

@@ -172,6 +172,13 @@ export function api(address: string): Api {
   };
 }
 
+/** Metadata carrying `authorization: Bearer <token>`, for callMetadata options. */
+export function bearerMetadata(token: string): grpc.Metadata {
+  const md = new grpc.Metadata();
+  md.set("authorization", `Bearer ${token}`);
+  return md;
+}
+
 /** A dev token for `id` in `groups`, accepted by a `--dev` server on `dataDir`. */
 export function tokenFor(dataDir: string, id: string, groups: readonly string[]): Promise<string> {
   return issueDevToken({ dataDir, subject: id, groups, ttlSeconds: 3600 });
