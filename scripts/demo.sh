@@ -14,13 +14,15 @@ cleanup() {
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-# Starts a server in the background and prints the host:port it reports.
+# Starts a server in the background (in this shell, so cleanup can stop it) and sets $addr to the
+# host:port it reports.
 start() {
   local log=$1; shift
   "$@" 2>"$log" >/dev/null &
   pids+=($!)
   for _ in $(seq 1 100); do
-    if addr=$(grep -oE 'listening on [^ ]+' "$log" | head -n1 | cut -d' ' -f3) && [ -n "$addr" ]; then echo "$addr"; return; fi
+    addr=$(grep -oE 'listening on [^ ]+' "$log" | head -n1 | cut -d' ' -f3 || true)
+    [ -n "$addr" ] && return
     sleep 0.1
   done
   cat "$log" >&2; echo "demo: $* did not start" >&2; exit 1
@@ -29,9 +31,10 @@ start() {
 jg=./bin/jitgate
 export JITGATE_DATA_DIR=$work/data
 step "start jitgate (dev mode) and the example orders service"
-JITGATE_ADDRESS=$(start "$work/jitgate.log" "$jg" serve --dev --listen 127.0.0.1:0 --data-dir "$JITGATE_DATA_DIR")
-export JITGATE_ADDRESS
-ORDERS=$(start "$work/orders.log" node examples/orders/server.ts --listen 127.0.0.1:0 --jitgate "$JITGATE_ADDRESS" --data-dir "$JITGATE_DATA_DIR")
+start "$work/jitgate.log" "$jg" serve --dev --listen 127.0.0.1:0 --data-dir "$JITGATE_DATA_DIR"
+export JITGATE_ADDRESS=$addr
+start "$work/orders.log" node examples/orders/server.ts --listen 127.0.0.1:0 --jitgate "$JITGATE_ADDRESS" --data-dir "$JITGATE_DATA_DIR"
+ORDERS=$addr
 echo "jitgate on $JITGATE_ADDRESS, orders service on $ORDERS"
 
 as() { local who=$1 groups=$2; shift 2; JITGATE_TOKEN=$("$jg" login --as "$who" --groups "$groups" --print) "$jg" "$@"; }
