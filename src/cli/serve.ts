@@ -11,7 +11,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     ? [
         `  DEV MODE: callers are whoever \`jitgate login\` says they are; never expose this server`,
         `  next:   ./bin/jitgate login --as alice --groups engineering`,
-        `          ./bin/jitgate request db/orders --actions read --duration 30m --justification "look at stuck orders" --ticket INC-1`,
+        `          ./bin/jitgate request db/orders --actions read --duration 30m --justification "investigate orders stuck in PAYING" --ticket INC-1`,
       ]
     : [`  next:   ./bin/jitgate requests --address ${jitgate.address}`];
   process.stderr.write(

@@ -1,5 +1,6 @@
 // The AccessStore on SQLite (better-sqlite3), safe for several jitgate processes sharing one file: WAL, every
 // write in a BEGIN IMMEDIATE transaction, short reads, and synchronous=FULL because a lost revocation re-opens access.
+import { closeSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { AccessRequest, AuditEntry, Grant, GrantEvent, GrantEventKind, RequestState, Review } from "../access/model.ts";
 import type { AccessStore, GrantFilter, LiveGrant, Page, PageOf, PendingSummary, RequestFilter } from "../access/ports.ts";
@@ -24,6 +25,8 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Sq
   const busyTimeoutMs = Math.trunc(opts.busyTimeoutMs ?? 5000);
   let db: Database.Database | undefined;
   try {
+    // Grants and the audit trail are nobody else's business: the file (and so its -wal/-shm) is 0600.
+    if (path !== ":memory:") closeSync(openSync(path, "a", 0o600));
     db = new Database(path, { timeout: busyTimeoutMs });
     const mode = db.pragma("journal_mode = WAL", { simple: true });
     if (mode !== "wal" && path !== ":memory:")
@@ -43,7 +46,8 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Sq
 function openError(path: string, err: unknown): unknown {
   if (err instanceof JitgateError && err.message.includes(path)) return err;
   // better-sqlite3 throws a TypeError, not a SqliteError, when the directory is missing.
-  const why = err instanceof TypeError ? err.message : unavailableReason(err);
+  const errno = (err as NodeJS.ErrnoException).syscall !== undefined ? (err as Error).message : undefined;
+  const why = err instanceof TypeError ? err.message : (errno ?? unavailableReason(err));
   return why === undefined ? err : new Unavailable(`store: cannot open database ${path}: ${why}`, { cause: err });
 }
 

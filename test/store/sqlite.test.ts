@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -145,6 +145,14 @@ function thrown(fn: () => unknown): unknown {
   }
   return assert.fail("expected an error");
 }
+
+describe("SQLite store: file", () => {
+  test("a new store file is readable by its owner only", () => {
+    const file = freshFile();
+    openSqliteStore(file).close();
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+  });
+});
 
 describe("SQLite store: failures", () => {
   test("a database in a missing directory is Unavailable, naming the file", () => {
