@@ -5,7 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { createEnforcer, type Enforcer } from "../src/enforce/interceptor.ts";
 import { accessTokenKeySet, verifyAccessToken } from "../src/enforce/verify.ts";
-import { bearerMetadata, startE2eServer, tokenFor } from "../test/support/api.ts";
+import { bearerMetadata, orderReadGrant, startE2eServer, tokenFor } from "../test/support/api.ts";
 import { ORDERS_ACTIONS, startOrdersService } from "../test/enforce/orders-service.ts";
 
 const CALLS = 3_000;
@@ -36,17 +36,9 @@ const passThrough = {
 const open = await startOrdersService(passThrough);
 
 let n = 0;
-async function readToken(): Promise<{ grantId: string; token: string; holder: Awaited<ReturnType<typeof jitgate.as>> }> {
+async function readToken() {
   const holder = await jitgate.as(`bench-${++n}`, ["engineering"]);
-  const request = await holder.call("RequestAccess", {
-    resource: "db/orders",
-    actions: ["read"],
-    duration: { seconds: 1800 },
-    justification: "benchmarking the enforcement path",
-    ticket: "INC-1",
-  });
-  const grantId = (request.grant as { id: string }).id;
-  return { grantId, holder, token: (await holder.call("IssueToken", { grant_id: grantId })).token };
+  return { holder, ...(await orderReadGrant(holder, 1800)) };
 }
 
 const { token } = await readToken();

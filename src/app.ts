@@ -18,7 +18,7 @@ import { BundleWatcher } from "./policy/watcher.ts";
 import { accessServiceHandlers } from "./server/access-service.ts";
 import { accessServiceDefinition, loadAccessPackage } from "./server/proto.ts";
 import { startServer } from "./server/server.ts";
-import { openSqliteStore } from "./store/sqlite.ts";
+import { openSqliteStore, STORE_FILE } from "./store/sqlite.ts";
 import { TokenService } from "./tokens/index.ts";
 
 export interface Jitgate {
@@ -28,7 +28,6 @@ export interface Jitgate {
   close(): Promise<void>;
 }
 
-export const STORE_FILE = "jitgate.db";
 const HEALTH_INTERVAL_MS = 2_000;
 
 export async function startJitgate(config: ServeConfig, log: Logger, clock: Clock = { now: () => Date.now() }): Promise<Jitgate> {

@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { DEFAULTS } from "../config.ts";
 import { verifyAuditChain } from "../store/audit-chain.ts";
+import { STORE_FILE } from "../store/sqlite.ts";
 import { EXIT } from "./exit.ts";
 
 interface VerifyFlags {
@@ -13,7 +14,7 @@ interface VerifyFlags {
 
 function databaseFile(o: VerifyFlags): string {
   if (o.db !== undefined) return resolve(o.db);
-  return resolve(o.dataDir ?? process.env.JITGATE_DATA_DIR ?? DEFAULTS.dataDir, "jitgate.db");
+  return resolve(o.dataDir ?? process.env.JITGATE_DATA_DIR ?? DEFAULTS.dataDir, STORE_FILE);
 }
 
 export function registerAuditCommands(program: Command): void {
@@ -21,7 +22,7 @@ export function registerAuditCommands(program: Command): void {
   audit
     .command("verify")
     .description("check the audit trail's hash chain; exits 1 at the first broken link")
-    .option("--db <file>", "the database file (default <data-dir>/jitgate.db)")
+    .option("--db <file>", `the database file (default <data-dir>/${STORE_FILE})`)
     .option("--data-dir <dir>", `the server's data directory (env JITGATE_DATA_DIR, default ${DEFAULTS.dataDir})`)
     .action((o: VerifyFlags) => {
       const file = databaseFile(o);

@@ -13,6 +13,9 @@ import { reviewOf, reviewParams, sortByDeadline, sortByExpiry, type RequestRow }
 import { isUniqueViolation, rolledBack, storeError, unavailableReason } from "./sqlite-errors.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
 
+/** The store's file name inside the data directory. */
+export const STORE_FILE = "jitgate.db";
+
 export interface SqliteStoreOptions {
   /** How long a writer waits for another process's write lock before failing with Unavailable. Default 5000. */
   readonly busyTimeoutMs?: number;

@@ -5,7 +5,17 @@ import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { verifyAccessToken } from "../../src/enforce/verify.ts";
 import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
-import { type Caller, type E2eServer, failsWith, ms, reasonCodes, startE2eServer, status, tokenFor } from "../support/api.ts";
+import {
+  type Caller,
+  type E2eServer,
+  failsWith,
+  ms,
+  reasonCodes,
+  startE2eServer,
+  status,
+  tokenFor,
+  orderReadGrant,
+} from "../support/api.ts";
 
 const FROM_OFFICE = { source_ip: "10.1.2.3" };
 
@@ -20,14 +30,7 @@ describe("access tokens", () => {
     holder = await server.as("tess", ["engineering"]);
     other = await server.as("otto", ["engineering"]);
     admin = await server.as("ada", ["jitgate-admins"]);
-    const request = await holder.call("RequestAccess", {
-      resource: "db/orders",
-      actions: ["read"],
-      duration: { seconds: 600 },
-      justification: "reading stuck orders for INC-77",
-      ticket: "INC-77",
-    });
-    grant = request.grant as never;
+    grant = (await orderReadGrant(holder)).grant;
   });
   after(() => server.close());
 

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { createEnforcer, type Enforcer } from "../../src/enforce/interceptor.ts";
-import { type Caller, type E2eServer, failsWith, startE2eServer, tokenFor, bearerMetadata } from "../support/api.ts";
+import { type Caller, type E2eServer, failsWith, startE2eServer, tokenFor, bearerMetadata, orderReadGrant } from "../support/api.ts";
 import { firstMessage, ORDERS_ACTIONS, type OrdersService, startOrdersService, streamEnd } from "./orders-service.ts";
 
 interface ReadGrant {
@@ -19,17 +19,8 @@ let engineers = 0;
 /** A fresh engineer (jitgate allows one live grant per requester and resource) with a read grant and its token. */
 async function readGrant(jitgate: E2eServer, seconds: number): Promise<ReadGrant> {
   const engineer = await jitgate.as(`erin-${++engineers}`, ["engineering"]);
-  const request = await engineer.call("RequestAccess", {
-    resource: "db/orders",
-    actions: ["read"],
-    duration: { seconds },
-    justification: "reading stuck orders for INC-77",
-    ticket: "INC-77",
-  });
-  assert.equal(request.state, "APPROVED");
-  const grantId = (request.grant as { id: string }).id;
-  const issued = await engineer.call("IssueToken", { grant_id: grantId });
-  return { engineer, grantId, token: issued.token, expiresAt: Number(issued.expire_time.seconds) * 1000 };
+  const { grantId, token, tokenExpiresAt } = await orderReadGrant(engineer, seconds);
+  return { engineer, grantId, token, expiresAt: tokenExpiresAt };
 }
 
 /** Polls `attempt` until it fails with `code`, for at most `withinMs`; returns how long that took. */

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import type { Jitgate } from "../../src/app.ts";
 import { createEnforcer } from "../../src/enforce/interceptor.ts";
-import { api, type Caller, tokenFor, bearerMetadata } from "../support/api.ts";
+import { api, type Caller, tokenFor, bearerMetadata, orderReadGrant } from "../support/api.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
 import { startTestJitgate } from "../support/jitgate.ts";
 import { ORDERS_ACTIONS, startOrdersService } from "./orders-service.ts";
@@ -45,15 +45,7 @@ test("revocations made while jitgate restarted reach the enforcer after it resum
     const holders: { engineer: Caller; grantId: string; token: string }[] = [];
     for (const name of ["ann", "ben", "cat"]) {
       const engineer = client.as(await tokenFor(dataDir, name, ["engineering"]));
-      const request = await engineer.call("RequestAccess", {
-        resource: "db/orders",
-        actions: ["read"],
-        duration: { seconds: 600 },
-        justification: "reading stuck orders for INC-77",
-        ticket: "INC-77",
-      });
-      const grantId = (request.grant as { id: string }).id;
-      const { token } = await engineer.call("IssueToken", { grant_id: grantId });
+      const { grantId, token } = await orderReadGrant(engineer);
       await orders.call("Read", token);
       holders.push({ engineer, grantId, token });
     }

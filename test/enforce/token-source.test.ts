@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { AccessTokenSource } from "../../src/enforce/token-source.ts";
-import { type E2eServer, startE2eServer, tokenFor, bearerMetadata } from "../support/api.ts";
+import { type E2eServer, startE2eServer, tokenFor, bearerMetadata, orderReadGrant } from "../support/api.ts";
 
 describe("access token source for clients", () => {
   let server: E2eServer;
@@ -12,15 +12,7 @@ describe("access token source for clients", () => {
   before(async () => {
     server = await startE2eServer();
     holderToken = await tokenFor(server.dataDir, "cleo", ["engineering"]);
-    const holder = server.client.as(holderToken);
-    const request = await holder.call("RequestAccess", {
-      resource: "db/orders",
-      actions: ["read"],
-      duration: { seconds: 600 },
-      justification: "reading stuck orders for INC-77",
-      ticket: "INC-77",
-    });
-    grantId = (request.grant as { id: string }).id;
+    grantId = (await orderReadGrant(server.client.as(holderToken))).grantId;
   });
   after(() => server.close());
 
