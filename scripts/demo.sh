@@ -31,7 +31,7 @@ start() {
 jg=./bin/jitgate
 export JITGATE_DATA_DIR=$work/data
 step "start jitgate (dev mode) and the example orders service"
-start "$work/jitgate.log" "$jg" serve --dev --listen 127.0.0.1:0 --data-dir "$JITGATE_DATA_DIR"
+start "$work/jitgate.log" "$jg" serve --dev --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$JITGATE_DATA_DIR"
 export JITGATE_ADDRESS=$addr
 start "$work/orders.log" node examples/orders/server.ts --listen 127.0.0.1:0 --jitgate "$JITGATE_ADDRESS" --data-dir "$JITGATE_DATA_DIR"
 ORDERS=$addr

@@ -2,29 +2,44 @@
 // and the end-to-end tests both start jitgate through here, so tests run the same graph users do.
 import { randomUUID } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { Access } from "./access/access.ts";
+import { tapCommittedAudit } from "./access/audit-tap.ts";
 import { ChangeFeed } from "./access/feed.ts";
-import type { Clock } from "./access/ports.ts";
+import type { DecisionRecord } from "./access/model.ts";
+import type { Clock, DecisionSink } from "./access/ports.ts";
+import { AuditCheckpointer } from "./checkpoints/checkpointer.ts";
 import type { ServeConfig } from "./config.ts";
+import { DecisionLog } from "./decisions/decision-log.ts";
+import { openJsonLinesSink } from "./decisions/json-lines.ts";
 import { createAuthenticator } from "./identity/authenticator.ts";
 import { serverCredentials } from "./identity/mtls.ts";
 import type { Logger } from "./log.ts";
+import { countAuditEntries } from "./observe/audit-metrics.ts";
+import { JitgateMetrics } from "./observe/metrics.ts";
+import { type HealthReport, type RunningMetricsServer, startMetricsServer } from "./observe/metrics-server.ts";
 import { PolicyEngine } from "./policy/engine.ts";
 import { PolicySourceWatcher } from "./policy/source-watcher.ts";
 import { BundleWatcher } from "./policy/watcher.ts";
 import { accessServiceHandlers } from "./server/access-service.ts";
 import { accessServiceDefinition, loadAccessPackage } from "./server/proto.ts";
 import { startServer } from "./server/server.ts";
+import { DECISIONS_FILE, openDecisionStore } from "./store/decision-store.ts";
 import { openSqliteStore, STORE_FILE } from "./store/sqlite.ts";
 import { TokenService } from "./tokens/index.ts";
+import { JITGATE_VERSION } from "./version.ts";
 
 export interface Jitgate {
   readonly address: string;
+  /** The Prometheus scrape URL; undefined when metrics are off. */
+  readonly metricsUrl: string | undefined;
   readonly engine: PolicyEngine;
   readonly access: Access;
+  readonly decisionLog: DecisionLog;
+  readonly metrics: JitgateMetrics;
   close(): Promise<void>;
 }
 
@@ -32,70 +47,200 @@ const HEALTH_INTERVAL_MS = 2_000;
 
 export async function startJitgate(config: ServeConfig, log: Logger, clock: Clock = { now: () => Date.now() }): Promise<Jitgate> {
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const engine = new PolicyEngine();
-  const bundles = new BundleWatcher(config.bundle, engine, {
-    activated: ({ revision, previous, file }) => log.info({ revision, previous, file }, "policy bundle activated"),
-    rejected: ({ file, reason, serving }) =>
-      log.error({ file, reason, serving }, "policy bundle rejected; still serving the previous revision"),
-  });
-  // No valid bundle, no server: jitgate never answers without a policy (fail closed).
-  await bundles.start();
-
-  const auth = await createAuthenticator(config.identity, { clock });
-  log.info(auth.describe());
-  const tokens = await TokenService.open(config.tokens, clock);
-  const store = openSqliteStore(join(config.dataDir, STORE_FILE));
-  const access = new Access(
-    { store, policy: engine, clock, newId: randomUUID, feed: new ChangeFeed(store), adminGroups: config.adminGroups, tokens },
-    (err) => log.error({ err }, "recording expiries failed; will retry"),
-  );
-  access.start();
-
-  const pkg = loadAccessPackage();
-  const server = await startServer(config.listen.host, config.listen.port, await credentialsFor(config), (s) => {
-    s.addService(
-      accessServiceDefinition(pkg),
-      accessServiceHandlers(
-        access,
-        { authenticate: (call) => auth.authenticate({ metadata: call.metadata, authContext: call.getAuthContext() }) },
-        clock,
-        log,
-      ),
-    );
-    new ReflectionService(pkg).addToServer(s);
-  });
-  // Serving only while a policy is loaded and the store takes writes.
-  const updateHealth = () => server.setServing(engine.ready && store.isWritable());
-  updateHealth();
-  const health = setInterval(updateHealth, HEALTH_INTERVAL_MS);
-
-  let sources: PolicySourceWatcher | undefined;
-  if (config.watchPolicies) {
-    sources = new PolicySourceWatcher(
-      { opa: config.opa, policiesDir: config.policiesDir, capabilities: config.capabilities, out: config.bundle },
-      (result) =>
-        result.ok
-          ? log.info({ revision: result.revision }, "policies rebuilt")
-          : log.error({ error: result.message }, "policies do not compile; still serving the last good bundle"),
-    );
-    await sources.start();
-  }
-  log.info({ address: server.address, revision: engine.active?.revision }, "jitgate serving");
-
-  return {
-    address: server.address,
-    engine,
-    access,
-    async close() {
-      clearInterval(health);
-      await sources?.close();
-      await bundles.close();
-      // Ends open WatchGrants/WatchRevocations streams, so shutdown does not wait for watchers to leave.
-      access.stop();
-      await server.close();
-      store.close();
-    },
+  const instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  // Everything opened so far, closed in reverse if a later step fails: a refused start leaves nothing running.
+  const opened: (() => unknown)[] = [];
+  const undo = async () => {
+    for (const close of opened.reverse()) await Promise.resolve(close()).catch(() => undefined);
   };
+  try {
+    const engine = new PolicyEngine();
+    const store = openSqliteStore(join(config.dataDir, STORE_FILE));
+    opened.push(() => store.close());
+    const tokens = await TokenService.open(config.tokens, clock);
+    const auth = await createAuthenticator(config.identity, { clock });
+    log.info(auth.describe());
+
+    const decisionStore = openDecisionStore(join(config.dataDir, DECISIONS_FILE));
+    opened.push(() => decisionStore.close());
+    const jsonLines = config.decisionLog.jsonLines;
+    const decisionLog = new DecisionLog({
+      writer: decisionStore,
+      lines: jsonLines
+        ? [
+            openJsonLinesSink(
+              jsonLines,
+              { id: instance, version: JITGATE_VERSION },
+              {
+                onError: (err) => log.error({ err }, "decision log: writing JSON lines failed"),
+              },
+            ),
+          ]
+        : [],
+      capacity: config.decisionLog.queueCapacity,
+      retentionMs: config.decisionLog.retentionMs,
+      now: () => clock.now(),
+      onError: (err) => log.error({ err }, "decision log: writing or pruning failed; will retry"),
+    });
+    opened.push(() => decisionLog.close());
+
+    const health: HealthReport = { serving: false, policy: { ready: false }, store: { writable: false } };
+    const metrics = new JitgateMetrics({
+      activeGrants: () => store.activeGrantCount(clock.now()),
+      decisionLog: () => ({ queueDepth: decisionLog.queueDepth, dropped: decisionLog.dropped }),
+      bundle: () => ({ revision: engine.active?.revision }),
+      serving: () => health.serving,
+    });
+    const decisions: DecisionSink = {
+      record(d: DecisionRecord) {
+        metrics.decision(d.allow, d.latencyUs / 1e6);
+        decisionLog.record(d);
+      },
+    };
+    const access = new Access(
+      {
+        store: tapCommittedAudit(store, (entries) => countAuditEntries(metrics, entries)),
+        policy: engine,
+        clock,
+        newId: randomUUID,
+        feed: new ChangeFeed(store),
+        adminGroups: config.adminGroups,
+        tokens,
+        decisions,
+      },
+      (err) => log.error({ err }, "recording expiries failed; will retry"),
+    );
+    opened.push(() => access.stop());
+
+    const bundles = new BundleWatcher(config.bundle, engine, {
+      // No unaudited policy change: if the entry cannot be written the bundle is refused.
+      activating: ({ revision, previous, file }) =>
+        access.auditPolicyBundle("POLICY_BUNDLE_ACTIVATED", {
+          revision,
+          reason: "policy bundle activated",
+          details: { file, previous: previous ?? null, instance },
+        }),
+      activated: ({ revision, previous, file }) => {
+        metrics.bundleActivated(clock.now());
+        log.info({ revision, previous, file }, "policy bundle activated");
+      },
+      rejected: ({ file, reason, serving }) => {
+        metrics.bundleRejected(clock.now());
+        log.error({ file, reason, serving }, "policy bundle rejected; still serving the previous revision");
+        try {
+          access.auditPolicyBundle("POLICY_BUNDLE_REJECTED", {
+            revision: serving ?? "",
+            reason,
+            details: { file, serving: serving ?? null, instance },
+          });
+        } catch (err) {
+          log.error({ err }, "audit: could not record the rejected policy bundle");
+        }
+      },
+    });
+    // No valid bundle, no server: jitgate never answers without a policy (fail closed).
+    await bundles.start();
+    opened.push(() => bundles.close());
+    access.start();
+
+    const checkpointer = new AuditCheckpointer({
+      file: config.auditCheckpoints.file,
+      intervalMs: config.auditCheckpoints.intervalMs,
+      issuer: tokens.issuer,
+      head: () => store.auditHead(),
+      signer: tokens.signer,
+      now: () => clock.now(),
+      onWritten: (line) =>
+        log.info({ seq: line.seq, hash: line.hash, kid: line.kid, file: config.auditCheckpoints.file }, "audit checkpoint signed"),
+      onError: (err) => log.error({ err, file: config.auditCheckpoints.file }, "audit checkpoint failed; will retry"),
+    });
+    // The first checkpoint at start: a checkpoints file that cannot be written stops the start, not a later timer.
+    await checkpointer.checkpoint();
+    checkpointer.start();
+    opened.push(() => checkpointer.close());
+
+    const pkg = loadAccessPackage();
+    const server = await startServer(config.listen.host, config.listen.port, await credentialsFor(config), (s) => {
+      s.addService(
+        accessServiceDefinition(pkg),
+        accessServiceHandlers(
+          access,
+          { authenticate: (call) => auth.authenticate({ metadata: call.metadata, authContext: call.getAuthContext() }) },
+          clock,
+          log,
+        ),
+      );
+      new ReflectionService(pkg).addToServer(s);
+    });
+    opened.push(() => server.close());
+    // Serving only while a policy is loaded and the store takes writes; /healthz reports the same last check.
+    const updateHealth = () => {
+      const writable = store.isWritable();
+      health.policy = engine.active ? { ready: engine.ready, revision: engine.active.revision } : { ready: engine.ready };
+      health.store = { writable };
+      health.serving = engine.ready && writable;
+      server.setServing(health.serving);
+    };
+    updateHealth();
+    const healthTimer = setInterval(updateHealth, HEALTH_INTERVAL_MS);
+    opened.push(() => clearInterval(healthTimer));
+
+    let metricsServer: RunningMetricsServer | undefined;
+    if (config.metricsListen) {
+      metricsServer = await startMetricsServer({
+        ...config.metricsListen,
+        metrics,
+        health: () => health,
+        onError: (err) => log.error({ err }, "metrics: a scrape failed"),
+      }).catch((err: unknown) => {
+        throw new Error(
+          `metrics: cannot listen on ${config.metricsListen?.host}:${config.metricsListen?.port} (${(err as Error).message}); give --metrics-listen another address or off`,
+          { cause: err },
+        );
+      });
+      opened.push(() => metricsServer?.close());
+    }
+
+    let sources: PolicySourceWatcher | undefined;
+    if (config.watchPolicies) {
+      sources = new PolicySourceWatcher(
+        { opa: config.opa, policiesDir: config.policiesDir, capabilities: config.capabilities, out: config.bundle },
+        (result) =>
+          result.ok
+            ? log.info({ revision: result.revision }, "policies rebuilt")
+            : log.error({ error: result.message }, "policies do not compile; still serving the last good bundle"),
+      );
+      await sources.start();
+      opened.push(() => sources?.close());
+    }
+    log.info({ address: server.address, metrics: metricsServer?.url, revision: engine.active?.revision }, "jitgate serving");
+
+    return {
+      address: server.address,
+      metricsUrl: metricsServer?.url,
+      engine,
+      access,
+      decisionLog,
+      metrics,
+      async close() {
+        clearInterval(healthTimer);
+        await sources?.close();
+        await bundles.close();
+        // Ends open WatchGrants/WatchRevocations streams, so shutdown does not wait for watchers to leave.
+        access.stop();
+        // In-flight calls finish (and record their decisions) before the decision log is flushed.
+        await server.close();
+        await decisionLog.close();
+        decisionStore.close();
+        await checkpointer.close();
+        await metricsServer?.close();
+        store.close();
+      },
+    };
+  } catch (err) {
+    await undo();
+    throw err;
+  }
 }
 
 async function credentialsFor(config: ServeConfig): Promise<grpc.ServerCredentials> {

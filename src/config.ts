@@ -22,6 +22,21 @@ export interface ServeConfig {
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly adminGroups: readonly string[];
   readonly tokens: TokenConfig;
+  /** Where Prometheus metrics and the health endpoint are served over HTTP; undefined: not served. */
+  readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
+  readonly decisionLog: {
+    /** Also write each decision as a JSON line here ("-": standard output); undefined: only the database. */
+    readonly jsonLines: string | undefined;
+    /** Decision records older than this are deleted (ms); 0 keeps them forever. */
+    readonly retentionMs: number;
+    /** Records waiting to be written beyond this many are dropped (and counted). */
+    readonly queueCapacity: number;
+  };
+  readonly auditCheckpoints: {
+    readonly file: string;
+    /** How often the server signs the audit trail's head, if it moved (ms). */
+    readonly intervalMs: number;
+  };
 }
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -53,6 +68,12 @@ export interface ServeFlags {
   tokenTtl?: string;
   tokenAlg?: string;
   tokenIssuer?: string;
+  metricsListen?: string;
+  decisionLog?: string;
+  decisionRetention?: string;
+  decisionQueue?: string;
+  auditCheckpoints?: string;
+  auditCheckpointInterval?: string;
 }
 
 export const DEFAULTS = {
@@ -64,6 +85,11 @@ export const DEFAULTS = {
   capabilities: "build/wasm-capabilities.json",
   logLevel: "info",
   adminGroups: "jitgate-admins",
+  metricsListen: "127.0.0.1:9464",
+  decisionRetention: "30d",
+  decisionQueue: "100000",
+  auditCheckpoints: "audit-checkpoints.jsonl",
+  auditCheckpointInterval: "60s",
 } as const;
 
 export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: string): ServeConfig {
@@ -111,6 +137,24 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
     .split(",")
     .map((g) => g.trim())
     .filter(Boolean);
+  const metricsListen = pick(flags.metricsListen, "JITGATE_METRICS_LISTEN", DEFAULTS.metricsListen);
+  const metrics = metricsListen === "off" ? undefined : parseListen(metricsListen, "--metrics-listen (JITGATE_METRICS_LISTEN)");
+  if (metrics && !tls && !isLoopback(metrics.host))
+    throw new InvalidArgument(
+      "--metrics-listen (JITGATE_METRICS_LISTEN)",
+      `${metrics.host} is not a loopback address: metrics are served without TLS, so keep them on loopback (or "off")`,
+    );
+  const queueCapacity = Number(pick(flags.decisionQueue, "JITGATE_DECISION_QUEUE", DEFAULTS.decisionQueue));
+  if (!Number.isSafeInteger(queueCapacity) || queueCapacity < 1000 || queueCapacity > 10_000_000)
+    throw new InvalidArgument("--decision-queue (JITGATE_DECISION_QUEUE)", "must be a whole number from 1000 to 10000000");
+  const retention = pick(flags.decisionRetention, "JITGATE_DECISION_RETENTION", DEFAULTS.decisionRetention);
+  const jsonLines = opt(flags.decisionLog, "JITGATE_DECISION_LOG");
+  const checkpointIntervalMs = parseDuration(
+    pick(flags.auditCheckpointInterval, "JITGATE_AUDIT_CHECKPOINT_INTERVAL", DEFAULTS.auditCheckpointInterval),
+    "--audit-checkpoint-interval (JITGATE_AUDIT_CHECKPOINT_INTERVAL)",
+  );
+  if (checkpointIntervalMs < 1000 || checkpointIntervalMs > 86_400_000)
+    throw new InvalidArgument("--audit-checkpoint-interval (JITGATE_AUDIT_CHECKPOINT_INTERVAL)", "must be from 1s to 24h");
   return Object.freeze({
     listen: Object.freeze(listen),
     dataDir,
@@ -132,7 +176,27 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
       },
       cwd,
     ),
+    metricsListen: metrics && Object.freeze(metrics),
+    decisionLog: Object.freeze({
+      jsonLines: jsonLines === undefined || jsonLines === "-" ? jsonLines : path(jsonLines),
+      retentionMs: retention === "0" ? 0 : parseDuration(retention, "--decision-retention (JITGATE_DECISION_RETENTION)"),
+      queueCapacity,
+    }),
+    auditCheckpoints: Object.freeze({
+      file: path(opt(flags.auditCheckpoints, "JITGATE_AUDIT_CHECKPOINTS") ?? resolve(dataDir, DEFAULTS.auditCheckpoints)),
+      intervalMs: checkpointIntervalMs,
+    }),
   });
+}
+
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `90s`, `15m`, `12h`, `30d` as milliseconds. */
+export function parseDuration(value: string, field: string): number {
+  const m = /^(\d{1,9})([smhd])$/.exec(value.trim());
+  const n = Number(m?.[1]);
+  if (!m || n <= 0) throw new InvalidArgument(field, `'${value}' is not a duration like 90s, 15m, 12h or 30d`);
+  return n * (DURATION_UNITS_MS[m[2] as string] as number);
 }
 
 function isLoopback(host: string): boolean {
@@ -142,8 +206,7 @@ function isLoopback(host: string): boolean {
 }
 
 /** `host:port`, `[v6]:port`; the port may be 0 (any free port, for tests). */
-export function parseListen(value: string): { host: string; port: number } {
-  const field = "--listen (JITGATE_LISTEN)";
+export function parseListen(value: string, field = "--listen (JITGATE_LISTEN)"): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
   const port = Number(m?.[3]);
   if (!m || port > 65535) throw new InvalidArgument(field, `'${value}' is not host:port (for example 127.0.0.1:7443 or [::1]:7443)`);

@@ -1,6 +1,7 @@
 // The access lifecycle as one object for the edges (gRPC server, tests): each method is a domain function
 // bound to the dependencies it runs on.
 import { NotFound } from "../errors.ts";
+import { audit } from "./audit.ts";
 import { type CheckInput, type CheckResult, check } from "./check.ts";
 import type { AccessDeps } from "./deps.ts";
 import { ExpiryScheduler } from "./expiry.ts";
@@ -72,6 +73,18 @@ export class Access {
 
   issueToken(caller: Caller, grantId: string): Promise<IssuedAccessToken> {
     return issueToken(this.deps, caller, grantId);
+  }
+
+  /**
+   * Audits a policy bundle this process is about to serve (throwing refuses the switch: no unaudited policy
+   * change) or has refused.
+   */
+  auditPolicyBundle(
+    kind: "POLICY_BUNDLE_ACTIVATED" | "POLICY_BUNDLE_REJECTED",
+    e: { revision: string; reason: string; details: Readonly<Record<string, unknown>> },
+  ): void {
+    const { store, clock } = this.deps;
+    store.transaction(() => store.appendAudit(audit.policy(kind, { at: clock.now(), ...e })));
   }
 
   jwks(): Promise<object> {

@@ -24,7 +24,7 @@ export const audit = {
       grantId: r.grantId,
       reason: e.reason,
       policyRevision: r.policyRevision,
-      details: { actions: r.actions, state: r.state, emergency: r.emergency, ticket: r.ticket, ...e.details },
+      details: { actions: r.actions, state: r.state, emergency: r.emergency, ticket: r.ticket, requested_at: r.createdAt, ...e.details },
     };
   },
   grant(kind: AuditKind, e: About<Grant> & { grant: Grant }): AuditEntry {
@@ -42,4 +42,41 @@ export const audit = {
       details: { actions: g.actions, expires_at: g.expiresAt, break_glass: g.breakGlass, ...e.details },
     };
   },
+  /** A policy bundle this process started serving, or refused (it kept serving `serving`). */
+  policy(
+    kind: "POLICY_BUNDLE_ACTIVATED" | "POLICY_BUNDLE_REJECTED",
+    e: { at: number; revision: string; reason: string; details: Readonly<Record<string, unknown>> },
+  ): AuditEntry {
+    return { ...jitgateEntry(kind, e.at, e.reason), policyRevision: e.revision, details: e.details };
+  },
+  signingKey(e: {
+    at: number;
+    actor: string;
+    kid: string;
+    previousKid: string | undefined;
+    alg: string;
+    pruned: readonly string[];
+  }): AuditEntry {
+    return {
+      ...jitgateEntry("SIGNING_KEY_ROTATED", e.at, `new signing key ${e.kid}`),
+      actor: e.actor,
+      details: { kid: e.kid, previous_kid: e.previousKid ?? null, alg: e.alg, pruned: e.pruned },
+    };
+  },
 };
+
+/** An entry about jitgate itself rather than a subject's access. */
+function jitgateEntry(kind: AuditKind, at: number, reason: string): AuditEntry {
+  return {
+    kind,
+    at,
+    actor: "jitgate",
+    subject: "",
+    resource: "",
+    requestId: undefined,
+    grantId: undefined,
+    reason,
+    policyRevision: "",
+    details: {},
+  };
+}

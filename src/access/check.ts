@@ -1,8 +1,9 @@
 // Check: may this subject do this action on this resource now? One indexed read of the subject's live
-// grants on the resource, then the policy, synchronously: nothing can change between the two.
-import type { ReasonDetail } from "../errors.ts";
+// grants on the resource, then the policy, synchronously: nothing can change between the two. Every check
+// leaves a decision record (handed to the decision sink, which writes it later in a batch).
+import { JitgateError, type ReasonDetail } from "../errors.ts";
 import type { AccessDeps } from "./deps.ts";
-import type { Caller } from "./model.ts";
+import type { Caller, DecisionRecord } from "./model.ts";
 import { checkInput, millis } from "./policy-input.ts";
 
 export interface CheckInput {
@@ -10,6 +11,8 @@ export interface CheckInput {
   readonly resource: string;
   readonly action: string;
   readonly context: Readonly<Record<string, string>>;
+  /** Who asked (the authenticated caller, usually a service); for the decision record. */
+  readonly caller?: string;
 }
 
 export interface CheckResult {
@@ -24,8 +27,71 @@ export interface CheckResult {
   readonly decidedAt: number;
 }
 
-/** `onlyGrant`: consider this grant alone (a check by token speaks for one grant). */
-export function check(deps: AccessDeps, input: CheckInput, onlyGrant?: string): CheckResult {
+export function check(deps: AccessDeps, input: CheckInput): CheckResult {
+  const started = performance.now();
+  const question = { caller: input.caller ?? "", subject: input.subject.id, resource: input.resource, action: input.action };
+  let result: CheckResult;
+  try {
+    result = decide(deps, input);
+  } catch (err) {
+    // The caller gets the error (never an allow); the log keeps that this check could not be decided.
+    recordDecision(deps, started, question, refusal(deps, deps.clock.now(), failureReason(err)));
+    throw err;
+  }
+  recordDecision(deps, started, question, result);
+  return result;
+}
+
+/** A denial decided before (or instead of) the policy. */
+export function refusal(deps: AccessDeps, now: number, reason: ReasonDetail): CheckResult {
+  return {
+    allow: false,
+    reasons: [reason],
+    decisionId: deps.newId(),
+    grantId: "",
+    grantExpiresAt: 0,
+    standing: false,
+    policyRevision: "",
+    decidedAt: now,
+  };
+}
+
+/** The reason a decision record gives for a check that failed with `err`: jitgate's own message, or nothing internal. */
+export function failureReason(err: unknown): ReasonDetail {
+  const message = err instanceof JitgateError ? err.message : "internal error";
+  return { code: "check_failed", message };
+}
+
+/** What the decision record says about the question asked. */
+export interface DecisionQuestion {
+  readonly caller: string;
+  readonly subject: string;
+  readonly resource: string;
+  readonly action: string;
+  readonly tokenId?: string;
+}
+
+/** Hands the decision to the sink; `started` is the performance.now() at which deciding began. */
+export function recordDecision(deps: AccessDeps, started: number, q: DecisionQuestion, r: CheckResult): void {
+  const record: DecisionRecord = {
+    decisionId: r.decisionId,
+    at: r.decidedAt,
+    caller: q.caller,
+    subject: q.subject,
+    resource: q.resource,
+    action: q.action,
+    allow: r.allow,
+    reasons: r.reasons,
+    policyRevision: r.policyRevision,
+    grantId: r.grantId,
+    tokenId: q.tokenId ?? "",
+    latencyUs: Math.round((performance.now() - started) * 1000),
+  };
+  deps.decisions.record(record);
+}
+
+/** The decision without its record. `onlyGrant`: consider this grant alone (a check by token speaks for one grant). */
+export function decide(deps: AccessDeps, input: CheckInput, onlyGrant?: string): CheckResult {
   const now = deps.clock.now();
   const live = deps.store.liveGrantsOn(input.subject.id, input.resource, now);
   const grants = onlyGrant === undefined ? live : live.filter((g) => g.id === onlyGrant);

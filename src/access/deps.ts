@@ -1,7 +1,7 @@
 // Everything the access lifecycle runs on, passed in by the composition root (src/app.ts) or a test.
 import type { ChangeFeed } from "./feed.ts";
 import type { Caller } from "./model.ts";
-import type { AccessStore, Clock, PolicyDecider, TokenPort } from "./ports.ts";
+import type { AccessStore, Clock, DecisionSink, PolicyDecider, TokenPort } from "./ports.ts";
 
 export interface AccessDeps {
   readonly store: AccessStore;
@@ -13,6 +13,8 @@ export interface AccessDeps {
   /** Groups whose members may revoke other people's grants and revoke a subject's access. */
   readonly adminGroups: readonly string[];
   readonly tokens: TokenPort;
+  /** Every access check's record goes here; it must return at once (see DecisionSink). */
+  readonly decisions: DecisionSink;
 }
 
 export function isAdmin(deps: AccessDeps, caller: Caller): boolean {

@@ -1,6 +1,7 @@
 // The JIT access domain's records: who asked for what, how policy and reviewers decided, and the grants
 // that resulted. Times are milliseconds since the Unix epoch (the policy sees seconds; see policy-input.ts).
 import type { RequestPlan } from "../policy/entrypoints.ts";
+import type { ReasonDetail } from "../errors.ts";
 
 /** A verified caller: the identity comes from mTLS or a verified token, never from a request body. */
 export interface Caller {
@@ -100,7 +101,10 @@ export type AuditKind =
   | "GRANT_CREATED"
   | "GRANT_REVOKED"
   | "GRANT_EXPIRED"
-  | "TOKEN_ISSUED";
+  | "TOKEN_ISSUED"
+  | "POLICY_BUNDLE_ACTIVATED"
+  | "POLICY_BUNDLE_REJECTED"
+  | "SIGNING_KEY_ROTATED";
 
 /** One line of the audit trail; written in the same transaction as the change it records. */
 export interface AuditEntry {
@@ -114,4 +118,25 @@ export interface AuditEntry {
   readonly reason: string;
   readonly policyRevision: string;
   readonly details: Readonly<Record<string, unknown>>;
+}
+
+/** One access check as it was decided: what the decision log keeps for every Check. */
+export interface DecisionRecord {
+  readonly decisionId: string;
+  /** When it was decided (ms since the Unix epoch). */
+  readonly at: number;
+  /** The authenticated caller that asked (usually a service), not necessarily the subject. */
+  readonly caller: string;
+  readonly subject: string;
+  readonly resource: string;
+  readonly action: string;
+  readonly allow: boolean;
+  readonly reasons: readonly ReasonDetail[];
+  readonly policyRevision: string;
+  /** The grant that allowed it; "" for a denial or standing access. */
+  readonly grantId: string;
+  /** The access token's id when the check presented one; "" otherwise. */
+  readonly tokenId: string;
+  /** Time spent deciding (store read + policy), in microseconds. */
+  readonly latencyUs: number;
 }

@@ -1,7 +1,7 @@
 // What the access domain needs from the world, declared here where it is used: the store (reads apart from
 // writes), the policy, the clock and id source. src/store, src/policy and the composition root implement them.
 import type { CheckDecision, Evaluated, RequestPlan, ReviewVerdict } from "../policy/index.ts";
-import type { AccessRequest, AuditEntry, Grant, GrantEvent, RequestState, Review } from "./model.ts";
+import type { AccessRequest, AuditEntry, DecisionRecord, Grant, GrantEvent, RequestState, Review } from "./model.ts";
 
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
@@ -116,4 +116,12 @@ export interface TokenPort {
   /** Rejects with Unauthenticated; `audienceOf` gives the audience expected for the token's grant. */
   verifyForGrant(token: string, audienceOf: (grantId: string) => string | undefined): Promise<VerifiedToken>;
   jwks(): Promise<object>;
+}
+
+/**
+ * Where decision records go. `record` must return at once and never throw: the decision log is written
+ * asynchronously in batches, so logging never slows or fails a decision.
+ */
+export interface DecisionSink {
+  record(decision: DecisionRecord): void;
 }

@@ -1,11 +1,12 @@
 // Access tokens in the lifecycle: the holder of an active grant gets a short-lived token for it (audited),
 // and a check may present a token instead of naming a subject: the token must verify, its grant must still
 // be live, carry the action, and be on the resource asked about, and the policy must allow the action.
-import { FailedPrecondition, NotFound, PermissionDenied } from "../errors.ts";
+import { FailedPrecondition, NotFound, PermissionDenied, Unauthenticated } from "../errors.ts";
 import { audit } from "./audit.ts";
-import { type CheckResult, check } from "./check.ts";
+import { type CheckResult, decide, failureReason, recordDecision, refusal } from "./check.ts";
 import type { AccessDeps } from "./deps.ts";
 import { type Caller, grantStatus } from "./model.ts";
+import type { VerifiedToken } from "./ports.ts";
 
 export interface IssuedAccessToken {
   readonly token: string;
@@ -43,22 +44,39 @@ export interface TokenCheckInput {
   readonly resource: string;
   readonly action: string;
   readonly context: Readonly<Record<string, string>>;
+  /** Who asked (the authenticated caller, usually a service); for the decision record. */
+  readonly caller?: string;
 }
 
+/** A check by token: one decision record whatever the outcome, a token that does not verify included. */
 export async function checkToken(deps: AccessDeps, input: TokenCheckInput): Promise<CheckResult> {
-  const verified = await deps.tokens.verifyForGrant(input.token, (id) => deps.store.grant(id)?.audience);
+  const started = performance.now();
+  const question = { caller: input.caller ?? "", subject: "", resource: input.resource, action: input.action };
+  let verified: VerifiedToken;
+  try {
+    verified = await deps.tokens.verifyForGrant(input.token, (id) => deps.store.grant(id)?.audience);
+  } catch (err) {
+    // The caller gets the error; the log keeps the attempt (never the token itself).
+    const reason = err instanceof Unauthenticated ? { code: "token_invalid", message: err.message } : failureReason(err);
+    recordDecision(deps, started, question, refusal(deps, deps.clock.now(), reason));
+    throw err;
+  }
+  const answered = { ...question, subject: verified.subject, tokenId: verified.jti };
+  let result: CheckResult;
+  try {
+    result = decideByToken(deps, input, verified);
+  } catch (err) {
+    recordDecision(deps, started, answered, refusal(deps, deps.clock.now(), failureReason(err)));
+    throw err;
+  }
+  recordDecision(deps, started, answered, result);
+  return result;
+}
+
+function decideByToken(deps: AccessDeps, input: TokenCheckInput, verified: VerifiedToken): CheckResult {
   const grant = deps.store.grant(verified.grantId);
   const now = deps.clock.now();
-  const refuse = (code: string, message: string) => ({
-    allow: false,
-    reasons: [{ code, message, grant_id: verified.grantId }],
-    decisionId: deps.newId(),
-    grantId: "",
-    grantExpiresAt: 0,
-    standing: false,
-    policyRevision: "",
-    decidedAt: now,
-  });
+  const refuse = (code: string, message: string) => refusal(deps, now, { code, message, grant_id: verified.grantId });
   if (!grant || grant.subject !== verified.subject) return refuse("token_grant_unknown", "the token's grant does not exist");
   const status = grantStatus(grant, now);
   if (status === "REVOKED") return refuse("grant_revoked", "the token's grant has been revoked");
@@ -66,10 +84,9 @@ export async function checkToken(deps: AccessDeps, input: TokenCheckInput): Prom
   if (grant.resource !== input.resource) return refuse("token_wrong_resource", "the token's grant is for another resource");
   if (!verified.actions.includes(input.action)) return refuse("action_not_in_token", "the token does not carry this action");
   // Only this grant counts: a token speaks for one grant, not for everything its subject holds.
-  const result = check(
+  return decide(
     deps,
     { subject: { id: verified.subject, groups: [] }, resource: input.resource, action: input.action, context: input.context },
     grant.id,
   );
-  return result;
 }

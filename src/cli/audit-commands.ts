@@ -1,41 +1,135 @@
-// `jitgate audit verify`: checks the audit trail's hash chain offline, on a database file opened read-only.
+// `jitgate audit verify|checkpoint`: checks the audit trail's hash chain (and its signed checkpoints) offline, on a
+// database file opened read-only; signs a checkpoint of the trail's head.
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import type { Command } from "commander";
+import type { JSONWebKeySet } from "jose";
+import { signCheckpoint } from "../checkpoints/checkpoint.ts";
+import { appendCheckpoint, CHECKPOINTS_FILE, readCheckpoints } from "../checkpoints/checkpoint-file.ts";
+import { verifyCheckpoints } from "../checkpoints/verify.ts";
 import { DEFAULTS } from "../config.ts";
-import { verifyAuditChain } from "../store/audit-chain.ts";
+import { InvalidArgument } from "../errors.ts";
+import { AUDIT_CHAIN_VERSION, readAuditHashAt, readAuditHead, verifyAuditChain } from "../store/audit-chain.ts";
+import { withReadOnlyDatabase } from "../store/read-only.ts";
 import { STORE_FILE } from "../store/sqlite.ts";
+import { parseTokenConfig, TokenService } from "../tokens/index.ts";
+import { registerAuditQueries } from "./audit-queries.ts";
 import { EXIT } from "./exit.ts";
 
-interface VerifyFlags {
+export interface DatabaseFlags {
   db?: string;
   dataDir?: string;
 }
 
-function databaseFile(o: VerifyFlags): string {
-  if (o.db !== undefined) return resolve(o.db);
-  return resolve(o.dataDir ?? process.env.JITGATE_DATA_DIR ?? DEFAULTS.dataDir, STORE_FILE);
+interface VerifyFlags extends DatabaseFlags {
+  checkpoints?: string;
+  jwks?: string[];
+}
+
+const DATA_DIR_HELP = `the server's data directory (env JITGATE_DATA_DIR, default ${DEFAULTS.dataDir})`;
+
+function dataDirOf(o: DatabaseFlags): string {
+  return resolve(o.dataDir ?? process.env.JITGATE_DATA_DIR ?? DEFAULTS.dataDir);
+}
+
+/** The store file the flags name; exits with a usage error when there is none. */
+export function databaseFile(o: DatabaseFlags): string {
+  const file = o.db !== undefined ? resolve(o.db) : join(dataDirOf(o), STORE_FILE);
+  if (!existsSync(file)) {
+    process.stderr.write(`jitgate: no database at ${file} (give --db FILE or --data-dir DIR)\n`);
+    process.exit(EXIT.usage);
+  }
+  return file;
 }
 
 export function registerAuditCommands(program: Command): void {
   const audit = program.command("audit").description("the audit trail in a server's database");
   audit
     .command("verify")
-    .description("check the audit trail's hash chain; exits 1 at the first broken link")
+    .description("check the audit trail's hash chain (and, with --checkpoints, its signed checkpoints); exits 1 at the first broken link")
     .option("--db <file>", `the database file (default <data-dir>/${STORE_FILE})`)
-    .option("--data-dir <dir>", `the server's data directory (env JITGATE_DATA_DIR, default ${DEFAULTS.dataDir})`)
-    .action((o: VerifyFlags) => {
-      const file = databaseFile(o);
-      if (!existsSync(file)) {
-        process.stderr.write(`jitgate: no database at ${file} (give --db FILE or --data-dir DIR)\n`);
-        process.exit(EXIT.usage);
-      }
-      const report = verifyAuditChain(file);
-      if (!report.ok) {
-        process.stderr.write(`audit chain broken at #${report.seq}: ${report.reason}\n`);
-        process.exit(EXIT.denied);
-      }
-      const head = report.head === undefined ? "none" : `#${report.head.seq} ${report.head.hash}`;
-      process.stdout.write(`audit chain intact: ${report.rows} entries, head ${head}\n`);
-    });
+    .option("--data-dir <dir>", DATA_DIR_HELP)
+    .option(
+      "--checkpoints <file>",
+      `also check the trail against these signed checkpoints (the server writes <data-dir>/${CHECKPOINTS_FILE})`,
+    )
+    .option("--jwks <file...>", "trusted public keys for the checkpoints (JWKS files; default: the keys in <data-dir>/signing-keys)")
+    .action((o: VerifyFlags) => verifyCommand(o));
+  audit
+    .command("checkpoint")
+    .description("sign the audit trail's head with the active signing key and append it to the checkpoints file")
+    .option("--data-dir <dir>", DATA_DIR_HELP)
+    .option("--checkpoints <file>", `the checkpoints file (env JITGATE_AUDIT_CHECKPOINTS, default <data-dir>/${CHECKPOINTS_FILE})`)
+    .action((o: DatabaseFlags & { checkpoints?: string }) => checkpointCommand(o));
+  registerAuditQueries(audit);
+}
+
+async function verifyCommand(o: VerifyFlags): Promise<void> {
+  const file = databaseFile(o);
+  const report = verifyAuditChain(file);
+  if (!report.ok) {
+    process.stderr.write(`audit chain broken at #${report.seq}: ${report.reason}\n`);
+    process.exit(EXIT.denied);
+  }
+  const head = report.head === undefined ? "none" : `#${report.head.seq} ${report.head.hash}`;
+  process.stdout.write(`audit chain intact: ${report.rows} entries, head ${head}\n`);
+  if (o.checkpoints === undefined) return;
+
+  const lines = await readCheckpoints(resolve(o.checkpoints));
+  const keys = await trustedKeys(o);
+  const hashes = withReadOnlyDatabase(file, AUDIT_CHAIN_VERSION, "the audit chain", (db) => {
+    const hashAt = readAuditHashAt(db);
+    return new Map(lines.flatMap((l) => ("checkpoint" in l ? [[l.checkpoint.seq, hashAt(l.checkpoint.seq)] as const] : [])));
+  });
+  const checked = await verifyCheckpoints(lines, { head: report.head, hashAt: (seq) => hashes.get(seq) }, keys);
+  if (!checked.ok) {
+    process.stderr.write(`audit checkpoints: line ${checked.line} of ${o.checkpoints}: ${checked.reason}\n`);
+    process.exit(EXIT.denied);
+  }
+  const latest = checked.latest;
+  process.stdout.write(
+    `audit checkpoints intact: ${checked.verified} verified, latest #${latest.seq} signed ${new Date(latest.at).toISOString()}; ${checked.uncovered} newer entries not yet checkpointed\n`,
+  );
+}
+
+async function trustedKeys(o: VerifyFlags): Promise<JSONWebKeySet> {
+  if (o.jwks === undefined || o.jwks.length === 0) return (await tokenService(o)).allPublicKeys();
+  const keys: JSONWebKeySet["keys"] = [];
+  for (const f of o.jwks) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(await readFile(f, "utf8"));
+    } catch (err) {
+      throw new InvalidArgument("--jwks", `${f} is not a readable JSON file (${err instanceof Error ? err.message : String(err)})`);
+    }
+    const list = (parsed as { keys?: unknown })?.keys;
+    if (!Array.isArray(list)) throw new InvalidArgument("--jwks", `${f} is not a JWKS (an object with a "keys" array)`);
+    keys.push(...(list as JSONWebKeySet["keys"]));
+  }
+  return { keys };
+}
+
+function tokenService(o: DatabaseFlags): Promise<TokenService> {
+  const dataDir = dataDirOf(o);
+  return TokenService.open(
+    parseTokenConfig({ dataDir, algorithm: process.env.JITGATE_TOKEN_ALG, issuer: process.env.JITGATE_TOKEN_ISSUER }, process.cwd()),
+    {
+      now: () => Date.now(),
+    },
+  );
+}
+
+async function checkpointCommand(o: DatabaseFlags & { checkpoints?: string }): Promise<void> {
+  const file = databaseFile(o);
+  const head = withReadOnlyDatabase(file, AUDIT_CHAIN_VERSION, "the audit chain", readAuditHead);
+  if (head === undefined) {
+    process.stderr.write(`jitgate: the audit trail in ${file} is empty; nothing to checkpoint\n`);
+    process.exit(EXIT.failure);
+  }
+  const tokens = await tokenService(o);
+  const out = resolve(o.checkpoints ?? process.env.JITGATE_AUDIT_CHECKPOINTS ?? join(dataDirOf(o), CHECKPOINTS_FILE));
+  const line = await signCheckpoint(tokens.signer, head, Date.now(), tokens.issuer);
+  await appendCheckpoint(out, line);
+  process.stdout.write(`checkpoint #${line.seq} ${line.hash} signed by key ${line.kid}, appended to ${out}\n`);
 }

@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { DEFAULTS } from "../config.ts";
 import { registerAccessCommands } from "./access-commands.ts";
 import { registerAuditCommands } from "./audit-commands.ts";
+import { registerDecisionCommands } from "./decision-commands.ts";
 import { evalCommand } from "./eval.ts";
 import { EXIT, fail } from "./exit.ts";
 import { loginCommand } from "./login.ts";
@@ -42,6 +43,30 @@ program
   .option("--token-alg <alg>", "EdDSA or ES256 (env JITGATE_TOKEN_ALG, default EdDSA)")
   .option("--token-issuer <iss>", "the iss claim of access tokens (env JITGATE_TOKEN_ISSUER, default jitgate)")
   .option("--admin-groups <list>", `groups that may revoke others' grants (env JITGATE_ADMIN_GROUPS, default ${DEFAULTS.adminGroups})`)
+  .option(
+    "--metrics-listen <host:port>",
+    `Prometheus /metrics and /healthz over HTTP, or off (env JITGATE_METRICS_LISTEN, default ${DEFAULTS.metricsListen})`,
+  )
+  .option(
+    "--decision-log <file>",
+    "also write every decision as a JSON line (OPA's decision log shape) to this file, or - for standard output (env JITGATE_DECISION_LOG)",
+  )
+  .option(
+    "--decision-retention <duration>",
+    `delete decision records older than this, or 0 to keep them (env JITGATE_DECISION_RETENTION, default ${DEFAULTS.decisionRetention})`,
+  )
+  .option(
+    "--decision-queue <n>",
+    `decision records waiting to be written beyond this many are dropped and counted (env JITGATE_DECISION_QUEUE, default ${DEFAULTS.decisionQueue})`,
+  )
+  .option(
+    "--audit-checkpoints <file>",
+    `where signed checkpoints of the audit trail are appended (env JITGATE_AUDIT_CHECKPOINTS, default <data-dir>/${DEFAULTS.auditCheckpoints})`,
+  )
+  .option(
+    "--audit-checkpoint-interval <duration>",
+    `how often to sign the trail's head if it moved (env JITGATE_AUDIT_CHECKPOINT_INTERVAL, default ${DEFAULTS.auditCheckpointInterval})`,
+  )
   .action((opts) => serveCommand(opts));
 
 program
@@ -65,6 +90,7 @@ program
 registerAccessCommands(program);
 registerTokenCommands(program);
 registerAuditCommands(program);
+registerDecisionCommands(program);
 
 try {
   await program.parseAsync(process.argv);

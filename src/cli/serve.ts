@@ -14,8 +14,11 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
         `          ./bin/jitgate request db/orders --actions read --duration 30m --justification "investigate orders stuck in PAYING" --ticket INC-1`,
       ]
     : [`  next:   ./bin/jitgate requests --address ${jitgate.address}`];
+  const metrics = jitgate.metricsUrl
+    ? [`  metrics: ${jitgate.metricsUrl} (health: ${jitgate.metricsUrl.replace(/\/metrics$/, "/healthz")})`]
+    : [];
   process.stderr.write(
-    [`jitgate listening on ${jitgate.address} (policy revision ${jitgate.engine.active?.revision})`, ...next, ""].join("\n"),
+    [`jitgate listening on ${jitgate.address} (policy revision ${jitgate.engine.active?.revision})`, ...metrics, ...next, ""].join("\n"),
   );
   let stopping = false;
   const stop = (signal: string) => {

@@ -1,9 +1,12 @@
 // `jitgate token GRANT_ID` (a short-lived access token for one of your grants) and `jitgate keys rotate|jwks`
 // (the signing keys in a server's data directory, for operators on that machine).
-import { resolve } from "node:path";
+import { userInfo } from "node:os";
+import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { DEFAULTS } from "../config.ts";
-import { parseTokenConfig, rotateSigningKey, TokenService } from "../tokens/index.ts";
+import { audit } from "../access/audit.ts";
+import { openSqliteStore, STORE_FILE } from "../store/sqlite.ts";
+import { parseTokenConfig, type RotatedKey, rotateSigningKey, TokenService } from "../tokens/index.ts";
 import { connectionOptions } from "./access-commands.ts";
 import { type ConnectionFlags, JitgateClient } from "./client.ts";
 import { time } from "./format.ts";
@@ -42,10 +45,16 @@ export function registerTokenCommands(program: Command): void {
     .option("--alg <alg>", "EdDSA or ES256 (env JITGATE_TOKEN_ALG, default EdDSA)")
     .action(async (o: KeyFlags) => {
       const config = tokenConfig(o);
-      const rotated = await rotateSigningKey(config.dataDir, { algorithm: config.algorithm, now: () => Date.now() });
-      process.stdout.write(
-        `new signing key ${rotated.kid} (${rotated.alg}); previous ${rotated.previousKid ?? "none"}; removed ${rotated.pruned.length} expired key(s)\n`,
-      );
+      // The store is opened first: a data directory whose audit trail cannot be written gets no new key.
+      const store = openSqliteStore(join(config.dataDir, STORE_FILE));
+      try {
+        const rotated = await rotateSigningKey(config.dataDir, { algorithm: config.algorithm, now: () => Date.now() });
+        const entry = audit.signingKey({ at: rotated.createdAt, actor: `os:${userInfo().username}`, ...rotated });
+        store.transaction(() => store.appendAudit(entry));
+        report(rotated);
+      } finally {
+        store.close();
+      }
     });
   keys
     .command("jwks")
@@ -55,4 +64,10 @@ export function registerTokenCommands(program: Command): void {
       const service = await TokenService.open(tokenConfig(o), { now: () => Date.now() });
       process.stdout.write(`${JSON.stringify(await service.jwks(), null, 2)}\n`);
     });
+}
+
+function report(rotated: RotatedKey): void {
+  process.stdout.write(
+    `new signing key ${rotated.kid} (${rotated.alg}); previous ${rotated.previousKid ?? "none"}; removed ${rotated.pruned.length} expired key(s)\n`,
+  );
 }

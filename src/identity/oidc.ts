@@ -16,6 +16,7 @@ import type { Caller } from "../access/model.ts";
 import type { Clock } from "../access/ports.ts";
 import { InvalidArgument, JitgateError, Unauthenticated, Unavailable } from "../errors.ts";
 import { IDENTITY_FIELDS, MAX_CLOCK_TOLERANCE_S, type OidcIdentityConfig } from "./config.ts";
+import { VerifiedTokenCache } from "./verified-cache.ts";
 
 /** Refuse before parsing: real access tokens are 1-4 KiB; a big one is a mistake or an attack. */
 export const MAX_TOKEN_BYTES = 16 * 1024;
@@ -40,19 +41,29 @@ export function pinnedVerifyOptions(config: OidcIdentityConfig): Readonly<JWTVer
   });
 }
 
+/** Verified callers are remembered this long at most (and never past their token's exp). */
+export const VERIFIED_CALLER_MAX_AGE_MS = 60_000;
+const VERIFIED_CALLER_MAX_ENTRIES = 10_000;
+
 export function createTokenVerifier(config: OidcIdentityConfig, keys: JWTVerifyGetKey, clock: Clock): TokenVerifier {
   const options = pinnedVerifyOptions(config);
+  const verified = new VerifiedTokenCache<Caller>({ maxEntries: VERIFIED_CALLER_MAX_ENTRIES, maxAgeMs: VERIFIED_CALLER_MAX_AGE_MS, clock });
   return {
     issuer: config.issuer,
     async verify(token) {
       if (token.length > MAX_TOKEN_BYTES) throw new Unauthenticated(`token too large (over ${MAX_TOKEN_BYTES} bytes)`);
+      const known = verified.get(token);
+      if (known !== undefined) return known;
       let payload: JWTPayload;
       try {
         ({ payload } = await jwtVerify(token, keys, { ...options, currentDate: new Date(clock.now()) }));
       } catch (err) {
         throw verificationError(err, config);
       }
-      return callerFromClaims(payload, config);
+      const caller = callerFromClaims(payload, config);
+      // exp is a required claim, so jose has checked it is a number.
+      verified.set(token, caller, (payload.exp as number) * 1000);
+      return caller;
     },
   };
 }

@@ -9,6 +9,8 @@ import { loadBundleFile } from "./bundle.ts";
 import type { PolicyEngine } from "./engine.ts";
 
 export interface BundleEvents {
+  /** Called just before the engine switches to a bundle; throwing refuses it (say, when the switch cannot be audited). */
+  activating?(info: { revision: string; previous: string | undefined; file: string }): void;
   activated(info: { revision: string; previous: string | undefined; file: string }): void;
   rejected(info: { file: string; reason: string; serving: string | undefined }): void;
 }
@@ -30,6 +32,7 @@ export class BundleWatcher {
   /** Loads the bundle now (throwing its BundleError if it is not valid), then watches for changes. */
   async start(): Promise<void> {
     const bundle = await loadBundleFile(this.#file);
+    this.#events.activating?.({ revision: bundle.revision, previous: this.#engine.active?.revision, file: this.#file });
     const previous = this.#engine.activate(bundle);
     this.#events.activated({ revision: bundle.revision, previous, file: this.#file });
     const name = basename(this.#file);
@@ -62,6 +65,7 @@ export class BundleWatcher {
       try {
         const bundle = await loadBundleFile(this.#file);
         if (bundle.revision === this.#engine.active?.revision) continue;
+        this.#events.activating?.({ revision: bundle.revision, previous: this.#engine.active?.revision, file: this.#file });
         const previous = this.#engine.activate(bundle);
         this.#events.activated({ revision: bundle.revision, previous, file: this.#file });
       } catch (err) {

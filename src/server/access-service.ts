@@ -5,6 +5,7 @@ import type { Access } from "../access/access.ts";
 import type { Caller, GrantEvent } from "../access/model.ts";
 import type { Clock } from "../access/ports.ts";
 import type { Logger } from "../log.ts";
+import { requestIdHeaders, requestIdOf } from "./request-id.ts";
 import { toStatus } from "./status.ts";
 import * as v from "./validate.ts";
 import { checkToWire, grantEventToWire, grantToWire, requestToWire, timestamp } from "./wire.ts";
@@ -25,17 +26,32 @@ export function accessServiceHandlers(
   clock: Clock,
   log: Logger,
 ): grpc.UntypedServiceImplementation {
+  const debug = log.isLevelEnabled("debug");
   const unary =
     (
       fn: (caller: Caller, req: Wire, call: grpc.ServerUnaryCall<Wire, unknown>) => unknown | Promise<unknown>,
     ): grpc.handleUnaryCall<Wire, unknown> =>
     async (call, callback) => {
+      const requestId = requestIdOf(call.metadata);
+      const started = debug ? performance.now() : 0;
+      let code: grpc.status = grpc.status.OK;
       try {
         const caller = await auth.authenticate(call);
         if (call.cancelled) return;
-        callback(null, await fn(caller, call.request, call));
+        const answer = await fn(caller, call.request, call);
+        call.sendMetadata(requestIdHeaders(requestId));
+        callback(null, answer);
       } catch (err) {
-        if (!call.cancelled) callback(toStatus(err, log));
+        const status = toStatus(err, log.child({ request_id: requestId, method: call.getPath() }), requestId);
+        code = status.code ?? grpc.status.UNKNOWN;
+        if (!call.cancelled) {
+          call.sendMetadata(requestIdHeaders(requestId));
+          callback(status);
+        }
+      } finally {
+        // One line per call only at debug level: the decision path logs nothing by default (the decision log has it).
+        if (debug)
+          log.debug({ request_id: requestId, method: call.getPath(), code: grpc.status[code], ms: performance.now() - started }, "call");
       }
     };
   const withGrant = (r: ReturnType<Access["getRequest"]>) =>
@@ -56,8 +72,8 @@ export function accessServiceHandlers(
     }),
     ReviewAccessRequest: unary((caller, req) => withGrant(access.review(caller, v.reviewInput(req)))),
     CancelAccessRequest: unary((caller, req) => withGrant(access.cancel(caller, v.requiredName(req, "id"), v.optionalText(req, "reason")))),
-    Check: unary(async (_caller, req) => {
-      const input = v.checkInput(req);
+    Check: unary(async (caller, req) => {
+      const input = { ...v.checkInput(req), caller: caller.id };
       return checkToWire(input.subject ? access.check({ ...input, subject: input.subject }) : await access.checkToken(input));
     }),
     IssueToken: unary(async (caller, req) => {
@@ -112,6 +128,7 @@ async function serveEvents(
   toWire: (event: GrantEvent) => object,
 ) {
   const arrivedAt = access.latestGrantEventSeq();
+  const requestId = requestIdOf(call.metadata);
   try {
     await auth.authenticate(call);
     const requested = Number(call.request.after_seq ?? 0);
@@ -131,10 +148,10 @@ async function serveEvents(
       () => call.end(),
     );
     call.once("cancelled", stop);
-    call.sendMetadata(new grpc.Metadata());
+    call.sendMetadata(requestIdHeaders(requestId));
   } catch (err) {
     // grpc-js ends a server stream with the status of an emitted error.
-    call.emit("error", toStatus(err, log));
+    call.emit("error", toStatus(err, log.child({ request_id: requestId, method: call.getPath() }), requestId));
   }
 }
 

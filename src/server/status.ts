@@ -21,12 +21,13 @@ const CODE_OF: Readonly<Record<ErrorCode, grpc.status>> = {
 const ERROR_DETAILS_URL = "type.googleapis.com/jit.v1.ErrorDetails";
 const types = errorDetailTypes();
 
-export function toStatus(err: unknown, log: Logger): Partial<grpc.StatusObject> {
+/** `correlationId`: the call's request id, so the caller's message and the log line name the same id. */
+export function toStatus(err: unknown, log: Logger, correlationId?: string): Partial<grpc.StatusObject> {
   if (err instanceof JitgateError && err.code !== "INTERNAL") {
     const code = CODE_OF[err.code];
     return { code, details: err.message, metadata: detailsTrailer(code, err) };
   }
-  const id = randomUUID();
+  const id = correlationId ?? randomUUID();
   log.error({ err, correlation_id: id }, "internal error");
   return { code: grpc.status.INTERNAL, details: `internal error (correlation id ${id})` };
 }

@@ -1,10 +1,8 @@
 // The audit trail's hash chain: each row's hash covers its own columns and the previous row's hash, so an edited
 // or deleted row breaks the chain. Also the migration that chains rows written before it, and the offline check.
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import Database from "better-sqlite3";
-import { FailedPrecondition, Unavailable } from "../errors.ts";
-import { isSqliteError, unavailableReason } from "./sqlite-errors.ts";
+import type Database from "better-sqlite3";
+import { withReadOnlyDatabase } from "./read-only.ts";
 
 /** The prev_hash of the first row. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -96,45 +94,7 @@ export type AuditChainReport =
  */
 export function verifyAuditChain(source: Database.Database | string): AuditChainReport {
   if (typeof source !== "string") return walk(source);
-  try {
-    return verifyOpened(source, () => new Database(source, { readonly: true, fileMustExist: true }));
-  } catch (err) {
-    // A read-only connection to a WAL database needs a -shm file beside it, which it cannot create in a read-only
-    // directory (an auditor's copy). With no -wal file every committed row is in the main file: read it into memory.
-    if (!needsSharedMemory(err) || !existsSync(source) || existsSync(`${source}-wal`)) throw readError(source, err);
-    return verifyOpened(source, () => new Database(asRollbackJournal(readFileSync(source)), { readonly: true }));
-  }
-}
-
-function verifyOpened(file: string, open: () => Database.Database): AuditChainReport {
-  const db = open();
-  try {
-    const version = db.pragma("user_version", { simple: true }) as number;
-    if (version < AUDIT_CHAIN_VERSION)
-      throw new FailedPrecondition(
-        `audit: database ${file} has schema version ${version}, before the audit chain; open it with jitgate once to migrate`,
-      );
-    return walk(db);
-  } finally {
-    db.close();
-  }
-}
-
-function needsSharedMemory(err: unknown): boolean {
-  return isSqliteError(err) && (err.code.startsWith("SQLITE_READONLY") || err.code.startsWith("SQLITE_CANTOPEN"));
-}
-
-/** The database image with its header's read/write versions (bytes 18, 19) set from WAL (2) to rollback (1). */
-function asRollbackJournal(image: Buffer): Buffer {
-  image[18] = 1;
-  image[19] = 1;
-  return image;
-}
-
-function readError(file: string, err: unknown): unknown {
-  if (err instanceof TypeError) return new Unavailable(`audit: cannot open database ${file}: ${err.message}`, { cause: err });
-  const why = unavailableReason(err);
-  return why === undefined ? err : new Unavailable(`audit: cannot read database ${file}: ${why}`, { cause: err });
+  return withReadOnlyDatabase(source, AUDIT_CHAIN_VERSION, "the audit chain", walk);
 }
 
 function walk(db: Database.Database): AuditChainReport {
@@ -159,4 +119,16 @@ function walk(db: Database.Database): AuditChainReport {
 
 function broken(seq: number, reason: string): AuditChainReport {
   return { ok: false, seq, reason };
+}
+
+/** The newest entry's seq and hash; undefined for an empty trail. */
+export function readAuditHead(db: Database.Database): { seq: number; hash: string } | undefined {
+  const row = db.prepare<[], { seq: number; hash: string | null }>("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get();
+  return row?.hash ? { seq: row.seq, hash: row.hash } : undefined;
+}
+
+/** The stored hash of entry `seq`, if there is such an entry. */
+export function readAuditHashAt(db: Database.Database): (seq: number) => string | undefined {
+  const stmt = db.prepare<[number], { hash: string | null }>("SELECT hash FROM audit WHERE seq = ?");
+  return (seq) => stmt.get(seq)?.hash ?? undefined;
 }

@@ -107,9 +107,20 @@ CREATE TABLE audit (
 ) STRICT;
 `;
 
+// For the auditors' queries (audit-queries.ts). Indexes only: no row changes, so the hash chain is untouched.
+const V3_AUDIT_QUERY_INDEXES = `
+CREATE INDEX audit_by_subject ON audit (subject, seq);
+CREATE INDEX audit_by_actor ON audit (actor, seq);
+CREATE INDEX audit_by_time ON audit (at);
+-- The longest lifetime of any grant on a resource, in one seek: it bounds how far back "who had access at T"
+-- must look for grants created before T.
+CREATE INDEX grants_span_by_resource ON grants (resource, expires_at - created_at);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: "requests, reviews, grants, grant events, audit", sql: V1_SCHEMA },
   { version: 2, description: "hash chain over the audit trail (backfills existing rows)", sql: "", apply: backfillAuditChain },
+  { version: 3, description: "indexes for the audit queries (who had access, a subject's history)", sql: V3_AUDIT_QUERY_INDEXES },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

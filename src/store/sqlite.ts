@@ -152,6 +152,11 @@ export class SqliteStore implements AccessStore {
     return this.#guard(() => this.#sql.latestGrantEventSeq.get()) ?? 0;
   }
 
+  /** How many grants are live at `now` (for the active-grants gauge). */
+  activeGrantCount(now: number): number {
+    return this.#guard(() => this.#sql.activeGrantCount.get(now)) ?? 0;
+  }
+
   nextDue(): number | undefined {
     return this.#guard(() => this.#sql.nextDue.get()) ?? undefined;
   }
@@ -240,6 +245,12 @@ export class SqliteStore implements AccessStore {
       if (row === undefined) throw new Error(`store: audit row ${seq} vanished inside its transaction`);
       this.#sql.sealAudit.run(auditRowHash(row), seq);
     });
+  }
+
+  /** The newest audit entry's seq and hash (what a checkpoint signs); undefined for an empty trail. */
+  auditHead(): { seq: number; hash: string } | undefined {
+    const row = this.#guard(() => this.#sql.auditHead.get());
+    return row?.hash ? { seq: row.seq, hash: row.hash } : undefined;
   }
 
   /** Walks the audit trail's hash chain from one snapshot; see verifyAuditChain. */

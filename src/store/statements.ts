@@ -48,6 +48,7 @@ export interface Statements {
   readonly grantEventsAfter: Statement<[number, number], GrantEventRow>;
   readonly latestGrantEventSeq: Statement<[], number>;
   readonly nextDue: Statement<[], number | null>;
+  readonly activeGrantCount: Statement<[number], number>;
   readonly insertAudit: Statement<[Params]>;
   /** An audit row as stored: the input of its hash. */
   readonly auditRow: Statement<[number], ChainedAuditRow>;
@@ -111,6 +112,10 @@ export function prepareStatements(db: Database): Statements {
           "SELECT min(expires_at) AS due FROM grants WHERE revoked_at IS NULL AND expiry_recorded = 0 " +
           "UNION ALL SELECT min(pending_until) FROM requests WHERE state = 'PENDING' AND pending_until > 0)",
       )
+      .pluck(),
+    // A live grant's expiry is not yet recorded, so the small expiry_due index answers this, not a scan of every grant ever.
+    activeGrantCount: db
+      .prepare<[number], number>("SELECT count(*) FROM grants WHERE revoked_at IS NULL AND expiry_recorded = 0 AND expires_at > ?")
       .pluck(),
     insertAudit: db.prepare(`INSERT INTO audit (${AUDIT_COLUMNS}) VALUES (${namedValues(AUDIT_COLUMNS)})`),
     auditRow: db.prepare(`SELECT ${CHAINED_AUDIT_COLUMNS} FROM audit WHERE seq = ?`),

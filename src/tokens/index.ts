@@ -92,6 +92,21 @@ export class TokenService {
     return this.verify(token, audience);
   }
 
+  /** Signs with the active key (audit checkpoints use it: their key is the one published in the JWKS). */
+  get signer(): { signingKey(): ReturnType<KeyRing["signingKey"]> } {
+    return this.#ring;
+  }
+
+  /** Every public key still in the key directory, retired ones included: what verifies older checkpoints. */
+  allPublicKeys(): Promise<JSONWebKeySet> {
+    return this.#ring.allPublicKeys();
+  }
+
+  /** The issuer named in tokens and checkpoints. */
+  get issuer(): string {
+    return this.#config.issuer;
+  }
+
   /** A new active key; other processes sharing the data directory pick it up within a second. */
   rotate(): Promise<RotatedKey> {
     return this.#ring.rotate();

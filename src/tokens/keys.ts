@@ -109,6 +109,12 @@ export class KeyRing {
     return { keys: published.reverse().map((key) => ({ ...key.publicJwk })) };
   }
 
+  /** The public half of every key in the directory, retired ones included (for signatures older than tokens, like audit checkpoints). */
+  async allPublicKeys(): Promise<JSONWebKeySet> {
+    await this.#refreshIfDue();
+    return { keys: [...this.#keys].reverse().map((key) => ({ ...key.publicJwk })) };
+  }
+
   /** Creates a new active key (see rotateSigningKey) and uses it at once in this process. */
   async rotate(): Promise<RotatedKey> {
     const rotated = await rotateSigningKey(this.#dataDir, this.#options);

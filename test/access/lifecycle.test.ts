@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { after, afterEach, before, beforeEach, describe, test } from "node:test";
 import { Access } from "../../src/access/access.ts";
 import { ChangeFeed } from "../../src/access/feed.ts";
-import type { Caller, GrantEvent } from "../../src/access/model.ts";
+import type { Caller, DecisionRecord, GrantEvent } from "../../src/access/model.ts";
+import type { PolicyDecider } from "../../src/access/ports.ts";
 import { AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied } from "../../src/errors.ts";
 import { loadBundleFile } from "../../src/policy/bundle.ts";
 import { PolicyEngine } from "../../src/policy/engine.ts";
@@ -30,6 +31,11 @@ const writeOrders = {
   clientKey: "",
 };
 const readOrders = { ...writeOrders, actions: ["read"], durationS: 600 };
+const unusedPolicy: PolicyDecider = {
+  requestPlan: () => assert.fail("not used"),
+  reviewVerdict: () => assert.fail("not used"),
+  checkDecision: () => assert.fail("not used"),
+};
 const at = (subject: Caller, action: string) => ({ subject, resource: "db/orders", action, context: { source_ip: "10.1.2.3" } });
 
 describe("access lifecycle", () => {
@@ -39,6 +45,7 @@ describe("access lifecycle", () => {
   let now: number;
   let ids: number;
   let tokens: TokenService;
+  let decisions: DecisionRecord[];
   before(async () => {
     dir = await tempDir();
     now = T0;
@@ -49,6 +56,7 @@ describe("access lifecycle", () => {
   beforeEach((t) => {
     now = T0;
     ids = 0;
+    decisions = [];
     store = openSqliteStore(join(dir, `${t.name.replace(/\W+/g, "-").slice(0, 60)}.db`));
     access = new Access(
       {
@@ -59,6 +67,7 @@ describe("access lifecycle", () => {
         feed: new ChangeFeed(store),
         adminGroups: ["jitgate-admins"],
         tokens,
+        decisions: { record: (d) => decisions.push(d) },
       },
       (err) => assert.fail(String(err)),
     );
@@ -244,6 +253,50 @@ describe("access lifecycle", () => {
       ["grant_revoked"],
     );
     await assert.rejects(access.issueToken(alice, grantId), /is REVOKED, not ACTIVE/);
+  });
+
+  test("every check leaves one decision record with who asked, what was decided and why", async () => {
+    const grantId = access.requestAccess(alice, readOrders).grantId as string;
+    const allowed = access.check({ ...at(alice, "read"), caller: "svc-orders" });
+    const denied = access.check({ ...at(alice, "write"), caller: "svc-orders" });
+    const { token, jti } = await access.issueToken(alice, grantId);
+    const byToken = await access.checkToken({ ...at(alice, "read"), token, caller: "svc-orders" });
+    await assert.rejects(access.checkToken({ token: "not.a.token", resource: "db/orders", action: "read", context: {}, caller: "svc-x" }));
+    assert.deepEqual(
+      decisions.map((d) => [d.decisionId, d.caller, d.subject, d.action, d.allow, d.grantId, d.tokenId, d.at]),
+      [
+        [allowed.decisionId, "svc-orders", "alice", "read", true, grantId, "", T0],
+        [denied.decisionId, "svc-orders", "alice", "write", false, "", "", T0],
+        [byToken.decisionId, "svc-orders", "alice", "read", true, grantId, jti, T0],
+        [decisions[3]?.decisionId, "svc-x", "", "read", false, "", "", T0],
+      ],
+    );
+    assert.equal(new Set(decisions.map((d) => d.decisionId)).size, 4);
+    assert.deepEqual(decisions[1]?.reasons, denied.reasons);
+    assert.equal(decisions[3]?.reasons[0]?.code, "token_invalid");
+    assert.ok(decisions.every((d) => d.resource === "db/orders" && d.latencyUs >= 0 && Number.isInteger(d.latencyUs)));
+    assert.ok(decisions.slice(0, 3).every((d) => d.policyRevision === engine.active?.revision));
+  });
+
+  test("a check the policy cannot answer is an error, never an allow, and is still recorded", () => {
+    access.requestAccess(alice, readOrders);
+    const failing = new Access(
+      {
+        ...access.deps,
+        policy: {
+          ...unusedPolicy,
+          checkDecision: () => {
+            throw new Error("wasm trap");
+          },
+        },
+      },
+      () => undefined,
+    );
+    assert.throws(() => failing.check(at(alice, "read")), /wasm trap/);
+    assert.deepEqual(
+      decisions.map((d) => [d.allow, d.reasons[0]?.code, d.reasons[0]?.message]),
+      [[false, "check_failed", "internal error"]],
+    );
   });
 
   test("a token is refused once it expires, and a garbage token is unauthenticated", async () => {

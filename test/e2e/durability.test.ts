@@ -17,7 +17,19 @@ function serve(dataDir: string): Promise<{ child: ChildProcess; address: string 
   // The running Node (>= 24) directly, so the pid is the server itself and SIGKILL reaches it.
   const child = spawn(
     process.execPath,
-    [JITGATE, "serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--bundle", REAL_BUNDLE],
+    [
+      JITGATE,
+      "serve",
+      "--dev",
+      "--listen",
+      "127.0.0.1:0",
+      "--metrics-listen",
+      "127.0.0.1:0",
+      "--data-dir",
+      dataDir,
+      "--bundle",
+      REAL_BUNDLE,
+    ],
     {
       cwd: ROOT,
       stdio: ["ignore", "ignore", "pipe"],

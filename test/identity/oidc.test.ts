@@ -109,6 +109,19 @@ describe("OIDC bearer tokens: accepted", () => {
   });
 });
 
+describe("OIDC bearer tokens: remembered once verified", () => {
+  test("a verified token is refused once it expires, even though it was accepted before", async () => {
+    const moving = { t: NOW_MS, now: () => moving.t };
+    const config = parseIdentityConfig({ oidc: { issuer: ISSUER, audience: AUDIENCE, jwksFile } }, dir);
+    const remembering = await createAuthenticator(config, { clock: moving });
+    const token = await sign({ ...baseClaims(), exp: NOW + 30 });
+    assert.equal((await remembering.authenticate(call(`Bearer ${token}`))).id, "alice");
+    assert.equal((await remembering.authenticate(call(`Bearer ${token}`))).id, "alice");
+    moving.t = NOW_MS + 30_000 + 61_000;
+    await assert.rejects(remembering.authenticate(call(`Bearer ${token}`)), /token expired/);
+  });
+});
+
 describe("OIDC bearer tokens: refused", () => {
   test("an expired token, keeping jose's error as the cause", async () => {
     const err = await refusedToken(await sign({ ...baseClaims(), exp: NOW - 61 }));

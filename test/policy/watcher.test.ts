@@ -54,6 +54,30 @@ describe("bundle hot reload", () => {
     return { engine, watcher, activated, rejected };
   }
 
+  test("a bundle whose switch cannot be recorded (the activating hook throws) is refused; the old one keeps serving", async () => {
+    const file = join(dir, "unaudited.tar.gz");
+    await copyFile(REAL_BUNDLE, file);
+    const engine = new PolicyEngine();
+    const rejected: string[] = [];
+    let auditWorks = true;
+    const watcher = new BundleWatcher(file, engine, {
+      activating: () => {
+        if (!auditWorks) throw new Error("audit store is read-only");
+      },
+      activated: () => undefined,
+      rejected: ({ reason }) => rejected.push(reason),
+    });
+    await watcher.start();
+    const first = engine.active?.revision;
+    auditWorks = false;
+    await install(variant, file);
+    await until(() => rejected.length > 0);
+    await watcher.close();
+    assert.equal(engine.active?.revision, first);
+    assert.notEqual(first, variantRevision);
+    assert.match(rejected[0] ?? "", /audit store is read-only/);
+  });
+
   test("without a valid bundle at start-up the watcher refuses to start", async () => {
     const file = join(dir, "startup-missing.tar.gz");
     const { watcher, engine } = watcherOn(file);

@@ -9,7 +9,11 @@ import { loadServeConfig, type ServeFlags } from "../../src/config.ts";
 import { REAL_BUNDLE, ROOT } from "./bundles.ts";
 
 export async function startTestJitgate(dataDir: string, flags: ServeFlags = {}): Promise<Jitgate> {
-  const config = loadServeConfig({ listen: "127.0.0.1:0", dataDir, bundle: REAL_BUNDLE, dev: true, ...flags }, {}, ROOT);
+  const config = loadServeConfig(
+    { listen: "127.0.0.1:0", metricsListen: "127.0.0.1:0", dataDir, bundle: REAL_BUNDLE, dev: true, ...flags },
+    {},
+    ROOT,
+  );
   return startJitgate(config, pino({ level: "silent" }));
 }
 
@@ -31,7 +35,10 @@ export function healthStatus(address: string, service = ""): Promise<string> {
 
 /** `jitgate serve` as a child process; resolves with it and its address once it prints its listening line. */
 export function spawnServe(args: readonly string[]): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(join(ROOT, "bin", "jitgate"), ["serve", ...args], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(join(ROOT, "bin", "jitgate"), ["serve", "--metrics-listen", "127.0.0.1:0", ...args], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   return new Promise((ok, fail) => {
     let err = "";
     child.stderr?.on("data", (d: Buffer) => {

@@ -1,0 +1,108 @@
+// `jitgate decisions`: lists access-check decisions from a server's decision log, offline, on the database file
+// opened read-only (so it works on a backup copy and never disturbs a running server).
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import type { DecisionRecord } from "../access/model.ts";
+import { DEFAULTS } from "../config.ts";
+import { InvalidArgument } from "../errors.ts";
+import { DECISIONS_FILE, MAX_DECISIONS_PER_READ, withDecisionsReadOnly, type DecisionFilter } from "../store/decision-store.ts";
+import { EXIT } from "./exit.ts";
+import { table } from "./format.ts";
+
+interface DecisionFlags {
+  db?: string;
+  dataDir?: string;
+  subject?: string;
+  decisionId?: string;
+  since?: string;
+  until?: string;
+  denied?: boolean;
+  limit: string;
+  json?: boolean;
+}
+
+const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** An RFC 3339 time, or a duration (30m, 1h, 7d) meaning that long before `now`; in ms. */
+export function parseTimeFlag(flag: string, text: string, now: number): number {
+  const ago = /^(\d+)(s|m|h|d)$/.exec(text.trim());
+  if (ago) return now - Number(ago[1]) * UNIT_MS[ago[2] as keyof typeof UNIT_MS];
+  const ms = RFC3339.test(text.trim()) ? Date.parse(text.trim()) : Number.NaN;
+  if (Number.isNaN(ms))
+    throw new InvalidArgument(flag, `'${text}' is neither an RFC 3339 time (2026-11-23T10:00:00Z) nor a duration (30m, 1h, 7d)`);
+  return ms;
+}
+
+function parseLimit(text: string): number {
+  const n = /^\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_DECISIONS_PER_READ)
+    throw new InvalidArgument("--limit", `'${text}' is not a whole number from 1 to ${MAX_DECISIONS_PER_READ}`);
+  return n;
+}
+
+function databaseFile(o: DecisionFlags): string {
+  if (o.db !== undefined) return resolve(o.db);
+  return resolve(o.dataDir ?? process.env.JITGATE_DATA_DIR ?? DEFAULTS.dataDir, DECISIONS_FILE);
+}
+
+function filterOf(o: DecisionFlags, now: number): DecisionFilter {
+  return {
+    ...(o.subject !== undefined && { subject: o.subject }),
+    ...(o.decisionId !== undefined && { decisionId: o.decisionId }),
+    ...(o.since !== undefined && { since: parseTimeFlag("--since", o.since, now) }),
+    ...(o.until !== undefined && { until: parseTimeFlag("--until", o.until, now) }),
+    ...(o.denied === true && { allow: false }),
+  };
+}
+
+const latency = (us: number) => (us < 1000 ? `${us}us` : `${(us / 1000).toFixed(1)}ms`);
+
+/** The grant that allowed it, or the first reason the policy gave. */
+const why = (d: DecisionRecord) => (d.grantId !== "" ? d.grantId : (d.reasons[0]?.code ?? "-"));
+
+export function decisionsTable(ds: readonly DecisionRecord[]): string {
+  return table(
+    ["TIME", "RESULT", "SUBJECT", "ACTION", "RESOURCE", "CALLER", "GRANT/REASON", "LATENCY", "DECISION"],
+    ds.map((d) => [
+      new Date(d.at).toISOString(),
+      d.allow ? "ALLOW" : "DENY",
+      d.subject,
+      d.action,
+      d.resource,
+      d.caller,
+      why(d),
+      latency(d.latencyUs),
+      d.decisionId,
+    ]),
+  );
+}
+
+export function registerDecisionCommands(program: Command): void {
+  program
+    .command("decisions")
+    .description("list access-check decisions from the decision log, newest first (offline, read-only)")
+    .option("--db <file>", `the decision log file (default <data-dir>/${DECISIONS_FILE})`)
+    .option("--data-dir <dir>", `the server's data directory (env JITGATE_DATA_DIR, default ${DEFAULTS.dataDir})`)
+    .option("--subject <id>", "only decisions about this subject")
+    .option("--decision-id <id>", "only this decision")
+    .option("--since <time>", "only decisions at or after this RFC 3339 time, or this long ago (30m, 1h, 7d)")
+    .option("--until <time>", "only decisions before this RFC 3339 time, or this long ago")
+    .option("--denied", "only denials")
+    .option("--limit <n>", `at most this many (up to ${MAX_DECISIONS_PER_READ})`, "100")
+    .option("--json", "print one JSON object per line")
+    .action((o: DecisionFlags) => {
+      // Flags are checked before the file, so a typo is reported as such even without a database.
+      const filter = filterOf(o, Date.now());
+      const limit = parseLimit(o.limit);
+      const file = databaseFile(o);
+      if (!existsSync(file)) {
+        process.stderr.write(`jitgate: no decision log at ${file} (give --db FILE or --data-dir DIR)\n`);
+        process.exit(EXIT.usage);
+      }
+      const decisions = withDecisionsReadOnly(file, (reads) => reads.list(filter, limit));
+      if (o.json) process.stdout.write(decisions.map((d) => `${JSON.stringify(d)}\n`).join(""));
+      else process.stdout.write(decisions.length > 0 ? `${decisionsTable(decisions)}\n` : "no decisions match\n");
+    });
+}

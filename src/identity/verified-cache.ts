@@ -1,0 +1,41 @@
+// Remembers callers whose bearer token verified, so a service that calls jitgate thousands of times a second
+// with the same token pays for one signature check, not one per call. An entry lives until the token's exp
+// and at most `maxAgeMs` (so a key the issuer withdraws stops working within that time), and the cache holds
+// at most `maxEntries` tokens (the oldest entry goes first).
+import type { Clock } from "../access/ports.ts";
+
+export class VerifiedTokenCache<T> {
+  readonly #entries = new Map<string, { value: T; until: number }>();
+  readonly #maxEntries: number;
+  readonly #maxAgeMs: number;
+  readonly #clock: Clock;
+
+  constructor(options: { maxEntries: number; maxAgeMs: number; clock: Clock }) {
+    this.#maxEntries = options.maxEntries;
+    this.#maxAgeMs = options.maxAgeMs;
+    this.#clock = options.clock;
+  }
+
+  get(token: string): T | undefined {
+    const entry = this.#entries.get(token);
+    if (entry === undefined) return undefined;
+    if (this.#clock.now() < entry.until) return entry.value;
+    this.#entries.delete(token);
+    return undefined;
+  }
+
+  /** `expiresAt`: the token's exp in ms; the entry never outlives it. */
+  set(token: string, value: T, expiresAt: number): void {
+    const until = Math.min(expiresAt, this.#clock.now() + this.#maxAgeMs);
+    if (this.#entries.size >= this.#maxEntries && !this.#entries.has(token)) {
+      // Maps iterate in insertion order: the first key is the oldest entry.
+      const oldest = this.#entries.keys().next().value;
+      if (oldest !== undefined) this.#entries.delete(oldest);
+    }
+    this.#entries.set(token, { value, until });
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+}
