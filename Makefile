@@ -92,6 +92,7 @@ demo: $(BUNDLE) $(DEPS)
 bench: $(BUNDLE) $(DEPS)
 	node bench/policy-eval.ts
 	node bench/enforce.ts
+	node bench/check.ts
 
 clean:
 	rm -rf .build data $(BUNDLE)

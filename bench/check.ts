@@ -9,30 +9,20 @@ import Database from "better-sqlite3";
 import { DECISIONS_FILE } from "../src/store/decision-store.ts";
 import { api, type Caller, orderReadGrant, tokenFor } from "../test/support/api.ts";
 import { REAL_BUNDLE, removeDir, ROOT, tempDir } from "../test/support/bundles.ts";
+import { spawnServe } from "../test/support/jitgate.ts";
+import { pct } from "./stats.ts";
 
 const SEQUENTIAL = 3_000;
 const BURST = 20_000;
 const IN_FLIGHT = 64;
 
-function pct(samples: number[]): { p50: number; p99: number } {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] as number;
-  return { p50: at(0.5), p99: at(0.99) };
-}
-
-/** Starts a server process; resolves with its gRPC address and, for jitgate, its metrics URL. */
-async function start(cmd: string, args: string[]): Promise<{ child: ChildProcess; address: string; metrics?: string }> {
-  const child = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
-  return new Promise((ok, fail) => {
-    child.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-      const address = /listening on (\S+)/.exec(err)?.[1];
-      const metrics = /metrics: (\S+)/.exec(err)?.[1];
-      if (address && (metrics || !args.includes("serve"))) ok({ child, address, ...(metrics ? { metrics } : {}) });
-    });
-    child.once("exit", (code) => fail(new Error(`${cmd} exited ${code}: ${err}`)));
-  });
+/** The baseline server process; resolves with its address once it listens. */
+async function startBaseline(): Promise<{ child: ChildProcess; address: string }> {
+  const child = spawn(process.execPath, [join(ROOT, "bench", "baseline-server.ts")], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+  const [line] = (await once(child.stderr as NodeJS.ReadableStream, "data")) as [Buffer];
+  const address = /listening on (\S+)/.exec(line.toString())?.[1];
+  if (!address) throw new Error(`baseline server: ${line.toString()}`);
+  return { child, address };
 }
 
 async function metric(url: string, name: string): Promise<number> {
@@ -41,12 +31,9 @@ async function metric(url: string, name: string): Promise<number> {
 }
 
 const dataDir = await tempDir("jitgate-bench-check-");
-const jitgate = await start(join(ROOT, "bin", "jitgate"), [
-  "serve",
+const jitgate = await spawnServe([
   "--dev",
   "--listen",
-  "127.0.0.1:0",
-  "--metrics-listen",
   "127.0.0.1:0",
   "--data-dir",
   dataDir,
@@ -55,7 +42,7 @@ const jitgate = await start(join(ROOT, "bin", "jitgate"), [
   "--log-level",
   "warn",
 ]);
-const baseline = await start(process.execPath, [join(ROOT, "bench", "baseline-server.ts")]);
+const baseline = await startBaseline();
 const jg = api(jitgate.address);
 const bl = api(baseline.address);
 const holder = jg.as(await tokenFor(dataDir, "tess", ["engineering"]));
@@ -98,9 +85,9 @@ let maxQueue = 0;
 for (const [name, caller] of callers) {
   let sent = 0;
   const sampler =
-    name === "jitgate" && jitgate.metrics
+    name === "jitgate"
       ? setInterval(() => {
-          void metric(jitgate.metrics as string, "jitgate_decision_log_queue_depth").then((q) => (maxQueue = Math.max(maxQueue, q)));
+          void metric(jitgate.metricsUrl, "jitgate_decision_log_queue_depth").then((q) => (maxQueue = Math.max(maxQueue, q)));
         }, 50)
       : undefined;
   const t0 = performance.now();
@@ -115,7 +102,7 @@ for (const [name, caller] of callers) {
   throughput.set(name, BURST / ((performance.now() - t0) / 1000));
   clearInterval(sampler);
 }
-const dropped = await metric(jitgate.metrics as string, "jitgate_decision_log_dropped_total");
+const dropped = await metric(jitgate.metricsUrl, "jitgate_decision_log_dropped_total");
 
 jg.close();
 bl.close();
@@ -125,6 +112,8 @@ baseline.child.kill("SIGTERM");
 await exited;
 const db = new Database(join(dataDir, DECISIONS_FILE), { readonly: true });
 const records = db.prepare("SELECT count(*) AS n FROM decisions").get() as { n: number };
+// The time jitgate itself spent deciding (store read + policy), as each record states it.
+const deciding = pct(db.prepare("SELECT latency_us FROM decisions").pluck().all() as number[]);
 db.close();
 await removeDir(dataDir);
 
@@ -133,6 +122,7 @@ const [base, ours] = [pct(samples.get("baseline") ?? []), pct(samples.get("jitga
 console.log(`Check over gRPC on loopback (Node ${process.version}); each server in its own process`);
 console.log(`Check, do-nothing grpc-js handler (baseline)   p50/p99 µs ${f(base.p50)} / ${f(base.p99)}  (${SEQUENTIAL} sequential)`);
 console.log(`Check, jitgate (auth + SQLite + Wasm + log)    p50/p99 µs ${f(ours.p50)} / ${f(ours.p99)}`);
+console.log(`deciding inside jitgate (decision records' latency)   p50/p99 µs ${f(deciding.p50)} / ${f(deciding.p99)}`);
 console.log(
   `throughput, ${IN_FLIGHT} in flight, ${BURST} calls each        baseline ${f(throughput.get("baseline") ?? 0)} /s   jitgate ${f(throughput.get("jitgate") ?? 0)} /s`,
 );

@@ -7,16 +7,12 @@ import { createEnforcer, type Enforcer } from "../src/enforce/interceptor.ts";
 import { accessTokenKeySet, verifyAccessToken } from "../src/enforce/verify.ts";
 import { bearerMetadata, orderReadGrant, startE2eServer, tokenFor } from "../test/support/api.ts";
 import { ORDERS_ACTIONS, startOrdersService } from "../test/enforce/orders-service.ts";
+import { pct } from "./stats.ts";
 
 const CALLS = 3_000;
 const VERIFIES = 20_000;
 const REVOCATIONS = 200;
 
-function pct(samples: number[]): { p50: number; p99: number } {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] as number;
-  return { p50: at(0.5), p99: at(0.99) };
-}
 const micros = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1_000;
 
 const jitgate = await startE2eServer();

@@ -1,11 +1,11 @@
 // The decision log's own SQLite file (decisions.db), apart from the grants store: it takes a write per batch of
 // access checks, so it must never contend with grant writes for the lock, and it can be pruned or lost freely.
-import { closeSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { DecisionRecord } from "../access/model.ts";
-import { FailedPrecondition, JitgateError, Unavailable } from "../errors.ts";
+import { FailedPrecondition, Unavailable } from "../errors.ts";
 import type { ReasonDetail } from "../errors.ts";
-import { migrate, type Migration } from "./migrations.ts";
+import type { Migration } from "./migrations.ts";
+import { openWalFile } from "./wal-file.ts";
 import { withReadOnlyDatabase } from "./read-only.ts";
 import { isSqliteError, unavailableReason } from "./sqlite-errors.ts";
 
@@ -61,25 +61,21 @@ export interface DecisionStoreOptions {
 }
 
 export function openDecisionStore(path: string, opts: DecisionStoreOptions = {}): DecisionStore {
-  const busyTimeoutMs = Math.trunc(opts.busyTimeoutMs ?? 5000);
-  let db: Database.Database | undefined;
+  // Who asked for what, and when, is nobody else's business (0600). NORMAL, not FULL: in WAL mode a power cut
+  // may lose the last few committed batches but never corrupts the file. The log is fed from an in-memory queue
+  // that a crash loses anyway, and an fsync per batch would only let the queue grow; grants, whose loss
+  // re-opens access, stay FULL in their own file.
+  const db = openWalFile(path, {
+    label: "decision log",
+    synchronous: "NORMAL",
+    busyTimeoutMs: Math.trunc(opts.busyTimeoutMs ?? 5000),
+    migrations: DECISION_MIGRATIONS,
+  });
   try {
-    // Who asked for what, and when, is nobody else's business: the file (and so its -wal/-shm) is 0600.
-    if (path !== ":memory:") closeSync(openSync(path, "a", 0o600));
-    db = new Database(path, { timeout: busyTimeoutMs });
-    const mode = db.pragma("journal_mode = WAL", { simple: true });
-    if (mode !== "wal" && path !== ":memory:")
-      throw new FailedPrecondition(`decision log: database ${path} cannot use WAL (journal mode ${String(mode)})`);
-    // NORMAL, not FULL: in WAL mode a power cut may lose the last few committed batches but never corrupts the
-    // file. The log is fed from an in-memory queue that a crash loses anyway, and an fsync per batch would only
-    // let the queue grow; grants, whose loss re-opens access, stay FULL in their own file.
-    db.pragma("synchronous = NORMAL");
-    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
-    migrate(db, path, DECISION_MIGRATIONS);
     return new DecisionStore(db, path);
   } catch (err) {
-    db?.close();
-    throw openError(path, err);
+    db.close();
+    throw err;
   }
 }
 
@@ -277,12 +273,4 @@ function guarded(file: string, queries: DecisionQueries): DecisionReads {
 export function decisionStoreError(file: string, err: unknown): unknown {
   const why = unavailableReason(err);
   return why === undefined ? err : new Unavailable(`decision log: database ${file}: ${why}`, { cause: err });
-}
-
-function openError(path: string, err: unknown): unknown {
-  if (err instanceof JitgateError && err.message.includes(path)) return err;
-  // better-sqlite3 throws a TypeError, not a SqliteError, when the directory is missing.
-  const errno = (err as NodeJS.ErrnoException).syscall !== undefined ? (err as Error).message : undefined;
-  const why = err instanceof TypeError ? err.message : (errno ?? unavailableReason(err));
-  return why === undefined ? err : new Unavailable(`decision log: cannot open database ${path}: ${why}`, { cause: err });
 }

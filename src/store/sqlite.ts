@@ -1,17 +1,16 @@
 // The AccessStore on SQLite (better-sqlite3), safe for several jitgate processes sharing one file: WAL, every
 // write in a BEGIN IMMEDIATE transaction, short reads, and synchronous=FULL because a lost revocation re-opens access.
-import { closeSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { AccessRequest, AuditEntry, Grant, GrantEvent, GrantEventKind, RequestState, Review } from "../access/model.ts";
 import type { AccessStore, GrantFilter, LiveGrant, Page, PageOf, PendingSummary, RequestFilter } from "../access/ports.ts";
-import { AlreadyExists, FailedPrecondition, JitgateError, Unavailable } from "../errors.ts";
+import { AlreadyExists } from "../errors.ts";
 import { auditRowHash, GENESIS_HASH, verifyAuditChain, type AuditChainReport } from "./audit-chain.ts";
 import { Listings } from "./listing.ts";
-import { migrate } from "./migrations.ts";
 import { ActionLists, auditParams, grantEventOf, grantOf, grantParams, liveGrantOf, requestOf, requestParams, requestsOf } from "./rows.ts";
 import { reviewOf, reviewParams, sortByDeadline, sortByExpiry, type RequestRow } from "./rows.ts";
-import { isUniqueViolation, rolledBack, storeError, unavailableReason } from "./sqlite-errors.ts";
+import { isUniqueViolation, rolledBack, storeError } from "./sqlite-errors.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
+import { openWalFile } from "./wal-file.ts";
 
 /** The store's file name inside the data directory. */
 export const STORE_FILE = "jitgate.db";
@@ -25,33 +24,19 @@ export interface SqliteStoreOptions {
 const MAX_EVENTS_PER_READ = 10_000;
 
 export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
-  const busyTimeoutMs = Math.trunc(opts.busyTimeoutMs ?? 5000);
-  let db: Database.Database | undefined;
+  // Grants and the audit trail are nobody else's business (0600); FULL because a lost revocation re-opens access.
+  const db = openWalFile(path, {
+    label: "store",
+    synchronous: "FULL",
+    busyTimeoutMs: Math.trunc(opts.busyTimeoutMs ?? 5000),
+    foreignKeys: true,
+  });
   try {
-    // Grants and the audit trail are nobody else's business: the file (and so its -wal/-shm) is 0600.
-    if (path !== ":memory:") closeSync(openSync(path, "a", 0o600));
-    db = new Database(path, { timeout: busyTimeoutMs });
-    const mode = db.pragma("journal_mode = WAL", { simple: true });
-    if (mode !== "wal" && path !== ":memory:")
-      throw new FailedPrecondition(`store: database ${path} cannot use WAL (journal mode ${String(mode)})`);
-    db.pragma("synchronous = FULL");
-    db.pragma("foreign_keys = ON");
-    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
-    migrate(db, path);
     return new SqliteStore(db);
   } catch (err) {
-    db?.close();
-    throw openError(path, err);
+    db.close();
+    throw err;
   }
-}
-
-/** Names the file in every failure to open it: the operator has to find it. */
-function openError(path: string, err: unknown): unknown {
-  if (err instanceof JitgateError && err.message.includes(path)) return err;
-  // better-sqlite3 throws a TypeError, not a SqliteError, when the directory is missing.
-  const errno = (err as NodeJS.ErrnoException).syscall !== undefined ? (err as Error).message : undefined;
-  const why = err instanceof TypeError ? err.message : (errno ?? unavailableReason(err));
-  return why === undefined ? err : new Unavailable(`store: cannot open database ${path}: ${why}`, { cause: err });
 }
 
 export class SqliteStore implements AccessStore {

@@ -4,7 +4,6 @@ import assert from "node:assert/strict";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import Database from "better-sqlite3";
 import { SignJWT } from "jose";
 import { AuditCheckpointer } from "../../src/checkpoints/checkpointer.ts";
 import { type CheckpointLine, CheckpointInvalid, signCheckpoint, verifyCheckpoint } from "../../src/checkpoints/checkpoint.ts";
@@ -13,7 +12,7 @@ import { verifyCheckpoints } from "../../src/checkpoints/verify.ts";
 import { auditRowHash, type ChainedAuditRow, readAuditHashAt, readAuditHead, verifyAuditChain } from "../../src/store/audit-chain.ts";
 import { openSqliteStore } from "../../src/store/sqlite.ts";
 import { KeyRing } from "../../src/tokens/keys.ts";
-import { anAuditEntry, T0 } from "../store/fixtures.ts";
+import { anAuditEntry, T0, withRaw } from "../store/fixtures.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
 
 let dir: string;
@@ -36,15 +35,6 @@ function trailOf(count: number): string {
   for (let i = 1; i <= count; i++) store.appendAudit(anAuditEntry({ at: T0 + i, reason: `entry ${i}` }));
   store.close();
   return file;
-}
-
-function withRaw<T>(file: string, fn: (db: Database.Database) => T): T {
-  const db = new Database(file);
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
 }
 
 const headOf = (file: string) => withRaw(file, (db) => readAuditHead(db));

@@ -1,49 +1,19 @@
 // Durability: `jitgate serve` killed with SIGKILL in the middle of a burst of approvals loses none that it
 // acknowledged. A real child process on loopback, restarted on the same data directory.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { type AccessRequest, api, type Api, type Caller, tokenFor } from "../support/api.ts";
-import { REAL_BUNDLE, ROOT, removeDir, tempDir } from "../support/bundles.ts";
+import { REAL_BUNDLE, removeDir, tempDir } from "../support/bundles.ts";
+import { spawnServe } from "../support/jitgate.ts";
 
-const JITGATE = join(ROOT, "bin", "jitgate");
 const REQUESTS = 40;
 const CONCURRENCY = 8;
 const KILL_AFTER_ACKS = REQUESTS / 2;
 
 /** `jitgate serve --dev` on a free loopback port; resolves with the child and its address once it listens. */
 function serve(dataDir: string): Promise<{ child: ChildProcess; address: string }> {
-  // The running Node (>= 24) directly, so the pid is the server itself and SIGKILL reaches it.
-  const child = spawn(
-    process.execPath,
-    [
-      JITGATE,
-      "serve",
-      "--dev",
-      "--listen",
-      "127.0.0.1:0",
-      "--metrics-listen",
-      "127.0.0.1:0",
-      "--data-dir",
-      dataDir,
-      "--bundle",
-      REAL_BUNDLE,
-    ],
-    {
-      cwd: ROOT,
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
-  return new Promise((ok, fail) => {
-    let err = "";
-    child.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-      const m = /jitgate listening on (\S+)/.exec(err);
-      if (m) ok({ child, address: m[1] as string });
-    });
-    child.once("exit", (code, signal) => fail(new Error(`serve exited (${code ?? signal}): ${err}`)));
-  });
+  return spawnServe(["--dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--bundle", REAL_BUNDLE]);
 }
 
 function exited(child: ChildProcess): Promise<void> {

@@ -11,7 +11,7 @@ import { FailedPrecondition } from "../../src/errors.ts";
 import { auditRowHash, GENESIS_HASH, verifyAuditChain, type ChainedAuditRow } from "../../src/store/audit-chain.ts";
 import { migrate, MIGRATIONS } from "../../src/store/migrations.ts";
 import { openSqliteStore } from "../../src/store/sqlite.ts";
-import { aGrant, aRequest, anAuditEntry, T0 } from "./fixtures.ts";
+import { aGrant, aRequest, anAuditEntry, T0, withRaw } from "./fixtures.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "jitgate-audit-chain-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -33,15 +33,6 @@ function trailOf(count: number): string {
   }
   store.close();
   return file;
-}
-
-function withRaw<T>(file: string, fn: (db: Database.Database) => T): T {
-  const db = new Database(file);
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
 }
 
 const rowAt = (db: Database.Database, seq: number) =>

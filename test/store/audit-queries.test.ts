@@ -16,7 +16,7 @@ import { migrate, MIGRATIONS } from "../../src/store/migrations.ts";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite.ts";
 import { parseTokenConfig, TokenService } from "../../src/tokens/index.ts";
 import { REAL_BUNDLE } from "../support/bundles.ts";
-import { aGrant, aRequest, aReview, MINUTE, T0 } from "./fixtures.ts";
+import { aGrant, aRequest, aReview, MINUTE, T0, withRaw } from "./fixtures.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "jitgate-audit-queries-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -41,15 +41,6 @@ function grantVia(
     store.decideRequest(g.requestId, "PENDING", { state: "APPROVED", decidedAt: g.createdAt, stateReason: "approved", grantId: g.id });
     store.insertGrant(g);
   });
-}
-
-function withRaw<T>(file: string, fn: (db: Database.Database) => T): T {
-  const db = new Database(file, { readonly: true });
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
 }
 
 const planOf = (db: Database.Database, sql: string, params: object): string =>

@@ -1,4 +1,5 @@
 // Records for store tests: valid defaults, overridden by what a test is about.
+import Database from "better-sqlite3";
 import type { AccessRequest, AuditEntry, Grant, GrantEvent, Review } from "../../src/access/model.ts";
 import type { AccessStore } from "../../src/access/ports.ts";
 import type { RequestPlan } from "../../src/policy/entrypoints.ts";
@@ -94,4 +95,14 @@ export function storeGrant(store: AccessStore, over: Partial<Grant> & { id: stri
     store.insertRequest(aRequest({ id: grant.requestId, requester: { id: grant.subject, groups: [] }, state: "APPROVED" }));
     return store.insertGrant(grant);
   });
+}
+
+/** Runs `fn` on the database file opened directly (no store, no migrations): to read or tamper with raw rows. */
+export function withRaw<T>(file: string, fn: (db: Database.Database) => T): T {
+  const db = new Database(file);
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
 }

@@ -33,9 +33,12 @@ export function healthStatus(address: string, service = ""): Promise<string> {
   });
 }
 
-/** `jitgate serve` as a child process; resolves with it and its address once it prints its listening line. */
-export function spawnServe(args: readonly string[]): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(join(ROOT, "bin", "jitgate"), ["serve", "--metrics-listen", "127.0.0.1:0", ...args], {
+/**
+ * `jitgate serve` as a child process (run by this Node directly, so the pid is the server itself and a signal
+ * reaches it), with metrics on a free port; resolves once it prints its listening line.
+ */
+export function spawnServe(args: readonly string[]): Promise<{ child: ChildProcess; address: string; metricsUrl: string }> {
+  const child = spawn(process.execPath, [join(ROOT, "bin", "jitgate"), "serve", "--metrics-listen", "127.0.0.1:0", ...args], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -43,9 +46,10 @@ export function spawnServe(args: readonly string[]): Promise<{ child: ChildProce
     let err = "";
     child.stderr?.on("data", (d: Buffer) => {
       err += d.toString();
-      const m = /listening on (\S+)/.exec(err);
-      if (m) ok({ child, address: m[1] as string });
+      const address = /jitgate listening on (\S+)/.exec(err)?.[1];
+      const metricsUrl = /metrics: (\S+)/.exec(err)?.[1];
+      if (address && metricsUrl) ok({ child, address, metricsUrl });
     });
-    child.once("exit", (code) => fail(new Error(`serve exited ${code}: ${err}`)));
+    child.once("exit", (code, signal) => fail(new Error(`serve exited (${code ?? signal}): ${err}`)));
   });
 }
