@@ -105,6 +105,7 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
         newId: randomUUID,
         feed: new ChangeFeed(store),
         adminGroups: config.adminGroups,
+        auditorGroups: config.auditorGroups,
         tokens,
         decisions,
       },

@@ -21,6 +21,7 @@ export interface ServeConfig {
   /** The server's own certificate; required for mTLS and for listening beyond loopback. */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly adminGroups: readonly string[];
+  readonly auditorGroups: readonly string[];
   readonly tokens: TokenConfig;
   /** Where Prometheus metrics and the health endpoint are served over HTTP; undefined: not served. */
   readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
@@ -65,6 +66,7 @@ export interface ServeFlags {
   oidcAlgorithms?: string;
   oidcClockTolerance?: string;
   adminGroups?: string;
+  auditorGroups?: string;
   tokenTtl?: string;
   tokenAlg?: string;
   tokenIssuer?: string;
@@ -85,6 +87,7 @@ export const DEFAULTS = {
   capabilities: "build/wasm-capabilities.json",
   logLevel: "info",
   adminGroups: "jitgate-admins",
+  auditorGroups: "jitgate-auditors",
   metricsListen: "127.0.0.1:9464",
   decisionRetention: "30d",
   decisionQueue: "100000",
@@ -133,10 +136,13 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
       `${listen.host} is not a loopback address: serving beyond this machine needs TLS (${TLS_FIELDS.certFile})`,
     );
   }
-  const adminGroups = pick(flags.adminGroups, "JITGATE_ADMIN_GROUPS", DEFAULTS.adminGroups)
-    .split(",")
-    .map((g) => g.trim())
-    .filter(Boolean);
+  const groupList = (value: string) =>
+    value
+      .split(",")
+      .map((g) => g.trim())
+      .filter(Boolean);
+  const adminGroups = groupList(pick(flags.adminGroups, "JITGATE_ADMIN_GROUPS", DEFAULTS.adminGroups));
+  const auditorGroups = groupList(pick(flags.auditorGroups, "JITGATE_AUDITOR_GROUPS", DEFAULTS.auditorGroups));
   const metricsListen = pick(flags.metricsListen, "JITGATE_METRICS_LISTEN", DEFAULTS.metricsListen);
   const metrics = metricsListen === "off" ? undefined : parseListen(metricsListen, "--metrics-listen (JITGATE_METRICS_LISTEN)");
   if (metrics && !tls && !isLoopback(metrics.host))
@@ -167,6 +173,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
     identity,
     tls,
     adminGroups: Object.freeze(adminGroups),
+    auditorGroups: Object.freeze(auditorGroups),
     tokens: parseTokenConfig(
       {
         dataDir,

@@ -1,13 +1,13 @@
 // The access lifecycle as one object for the edges (gRPC server, tests): each method is a domain function
 // bound to the dependencies it runs on.
-import { NotFound } from "../errors.ts";
+import { NotFound, PermissionDenied } from "../errors.ts";
 import { audit } from "./audit.ts";
 import { type CheckInput, type CheckResult, check } from "./check.ts";
-import type { AccessDeps } from "./deps.ts";
+import { type AccessDeps, mayReadAudit } from "./deps.ts";
 import { ExpiryScheduler } from "./expiry.ts";
 import { revokeGrant, revokeSubject } from "./grants.ts";
-import type { AccessRequest, Caller, Grant, GrantEvent } from "./model.ts";
-import type { GrantFilter, Page, PageOf, RequestFilter } from "./ports.ts";
+import type { AccessRequest, Caller, Grant, GrantEvent, StoredAuditEntry } from "./model.ts";
+import type { AuditFilter, GrantFilter, Page, PageOf, RequestFilter } from "./ports.ts";
 import { type RequestAccessInput, requestAccess } from "./request.ts";
 import { cancelRequest, type ReviewInput, reviewRequest } from "./review.ts";
 import { checkToken, type IssuedAccessToken, issueToken, type TokenCheckInput } from "./tokens.ts";
@@ -73,6 +73,15 @@ export class Access {
 
   issueToken(caller: Caller, grantId: string): Promise<IssuedAccessToken> {
     return issueToken(this.deps, caller, grantId);
+  }
+
+  /** The audit trail, oldest first; for admins and auditors only. */
+  listAuditEntries(caller: Caller, filter: AuditFilter, page: Page): PageOf<StoredAuditEntry> {
+    if (!mayReadAudit(this.deps, caller)) {
+      const groups = [...this.deps.adminGroups, ...this.deps.auditorGroups].join(", ");
+      throw new PermissionDenied(`the audit trail is for members of ${groups}`);
+    }
+    return this.deps.store.auditEntries(filter, page);
   }
 
   /**

@@ -12,6 +12,8 @@ export interface AccessDeps {
   readonly feed: ChangeFeed;
   /** Groups whose members may revoke other people's grants and revoke a subject's access. */
   readonly adminGroups: readonly string[];
+  /** Groups whose members may read the audit trail (admins may too). */
+  readonly auditorGroups: readonly string[];
   readonly tokens: TokenPort;
   /** Every access check's record goes here; it must return at once (see DecisionSink). */
   readonly decisions: DecisionSink;
@@ -19,4 +21,8 @@ export interface AccessDeps {
 
 export function isAdmin(deps: AccessDeps, caller: Caller): boolean {
   return caller.groups.some((g) => deps.adminGroups.includes(g));
+}
+
+export function mayReadAudit(deps: AccessDeps, caller: Caller): boolean {
+  return isAdmin(deps, caller) || caller.groups.some((g) => deps.auditorGroups.includes(g));
 }

@@ -120,6 +120,17 @@ export interface AuditEntry {
   readonly details: Readonly<Record<string, unknown>>;
 }
 
+/** An audit entry as the trail holds it: its place in the hash chain and its details exactly as stored. */
+export interface StoredAuditEntry extends Omit<AuditEntry, "details" | "kind"> {
+  readonly seq: number;
+  /** An AuditKind; a string because an older or newer jitgate may have written kinds this one does not know. */
+  readonly kind: string;
+  /** The details as stored (a JSON object's text): the text the hash covers. */
+  readonly detailsJson: string;
+  readonly prevHash: string;
+  readonly hash: string;
+}
+
 /** One access check as it was decided: what the decision log keeps for every Check. */
 export interface DecisionRecord {
   readonly decisionId: string;

@@ -1,7 +1,7 @@
 // What the access domain needs from the world, declared here where it is used: the store (reads apart from
 // writes), the policy, the clock and id source. src/store, src/policy and the composition root implement them.
 import type { CheckDecision, Evaluated, RequestPlan, ReviewVerdict } from "../policy/index.ts";
-import type { AccessRequest, AuditEntry, DecisionRecord, Grant, GrantEvent, RequestState, Review } from "./model.ts";
+import type { AccessRequest, AuditEntry, DecisionRecord, Grant, GrantEvent, RequestState, Review, StoredAuditEntry } from "./model.ts";
 
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
@@ -54,6 +54,16 @@ export interface GrantFilter {
   readonly activeAt?: number;
 }
 
+export interface AuditFilter {
+  /** Entries about this subject or by them as actor. */
+  readonly subject?: string;
+  readonly resource?: string;
+  /** At or after (ms). */
+  readonly since?: number;
+  /** Before (ms). */
+  readonly until?: number;
+}
+
 export interface AccessReads {
   request(id: string): AccessRequest | undefined;
   requestByClientKey(requester: string, clientKey: string): AccessRequest | undefined;
@@ -71,6 +81,8 @@ export interface AccessReads {
   /** Grant events with seq > `after`, oldest first, at most `limit`. */
   grantEventsAfter(after: number, limit: number): readonly GrantEvent[];
   latestGrantEventSeq(): number;
+  /** Audit entries, oldest first (by seq). */
+  auditEntries(filter: AuditFilter, page: Page): PageOf<StoredAuditEntry>;
   /** The earliest time (ms) at which a grant expiry or a pending request's timeout is still to be recorded. */
   nextDue(): number | undefined;
 }

@@ -44,6 +44,10 @@ program
   .option("--token-issuer <iss>", "the iss claim of access tokens (env JITGATE_TOKEN_ISSUER, default jitgate)")
   .option("--admin-groups <list>", `groups that may revoke others' grants (env JITGATE_ADMIN_GROUPS, default ${DEFAULTS.adminGroups})`)
   .option(
+    "--auditor-groups <list>",
+    `groups that may read the audit trail over gRPC (env JITGATE_AUDITOR_GROUPS, default ${DEFAULTS.auditorGroups})`,
+  )
+  .option(
     "--metrics-listen <host:port>",
     `Prometheus /metrics and /healthz over HTTP, or off (env JITGATE_METRICS_LISTEN, default ${DEFAULTS.metricsListen})`,
   )

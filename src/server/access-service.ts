@@ -8,7 +8,7 @@ import type { Logger } from "../log.ts";
 import { requestIdHeaders, requestIdOf } from "./request-id.ts";
 import { toStatus } from "./status.ts";
 import * as v from "./validate.ts";
-import { checkToWire, grantEventToWire, grantToWire, requestToWire, timestamp } from "./wire.ts";
+import { auditEntryToWire, checkToWire, grantEventToWire, grantToWire, requestToWire, timestamp } from "./wire.ts";
 
 /** Verifies who is calling, from the transport (client certificate) or the `authorization` metadata. */
 export interface CallerAuthenticator {
@@ -91,6 +91,11 @@ export function accessServiceHandlers(
       };
       const page = access.listGrants(filter, v.page(req));
       return { grants: page.items.map((g) => grantToWire(g, clock.now())), next_page_token: page.next };
+    }),
+    ListAuditEntries: unary((caller, req) => {
+      const filter = { subject: v.optionalName(req, "subject"), resource: v.optionalName(req, "resource"), ...v.timeRange(req) };
+      const page = access.listAuditEntries(caller, filter, v.page(req));
+      return { entries: page.items.map(auditEntryToWire), next_page_token: page.next };
     }),
     RevokeGrant: unary((caller, req) =>
       grantToWire(access.revokeGrant(caller, v.requiredName(req, "grant_id"), v.optionalText(req, "reason")), clock.now()),

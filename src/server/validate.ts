@@ -112,6 +112,14 @@ export function requestState(msg: Wire): RequestState | undefined {
   return state as RequestState;
 }
 
+/** The optional `since` / `until` range of a listing; `until` must come after `since`. */
+export function timeRange(msg: Wire): { since?: number; until?: number } {
+  const since = fromTimestamp(msg.since as Timestamp | null);
+  const until = fromTimestamp(msg.until as Timestamp | null);
+  if (since !== undefined && until !== undefined && until <= since) throw new InvalidArgument("until", "must be after since");
+  return { ...(since === undefined ? {} : { since }), ...(until === undefined ? {} : { until }) };
+}
+
 export function asOf(msg: Wire): number | undefined {
   return fromTimestamp(msg.as_of as Timestamp | null);
 }

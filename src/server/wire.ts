@@ -1,7 +1,7 @@
 // Conversions between the domain's records and jit.v1 messages (as proto-loader presents them: snake_case
 // fields, enums by name, int64 as strings). Times: the domain's milliseconds <-> google.protobuf.Timestamp.
 import type { CheckResult } from "../access/check.ts";
-import { type AccessRequest, type Grant, type GrantEvent, grantStatus, type Review } from "../access/model.ts";
+import { type AccessRequest, type Grant, type GrantEvent, grantStatus, type Review, type StoredAuditEntry } from "../access/model.ts";
 import { reasonToWire } from "./status.ts";
 
 export interface Timestamp {
@@ -103,4 +103,22 @@ export function checkToWire(c: CheckResult) {
 
 export function grantEventToWire(e: GrantEvent, now: number) {
   return { seq: String(e.seq), kind: EVENT_KIND[e.kind], time: timestamp(e.at), grant: grantToWire(e.grant, now) };
+}
+
+export function auditEntryToWire(e: StoredAuditEntry) {
+  return {
+    seq: e.seq,
+    time: timestamp(e.at),
+    kind: e.kind,
+    actor: e.actor,
+    subject: e.subject,
+    resource: e.resource,
+    request_id: e.requestId ?? "",
+    grant_id: e.grantId ?? "",
+    reason: e.reason,
+    policy_revision: e.policyRevision,
+    details_json: e.detailsJson,
+    prev_hash: e.prevHash,
+    hash: e.hash,
+  };
 }

@@ -121,6 +121,11 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: "requests, reviews, grants, grant events, audit", sql: V1_SCHEMA },
   { version: 2, description: "hash chain over the audit trail (backfills existing rows)", sql: "", apply: backfillAuditChain },
   { version: 3, description: "indexes for the audit queries (who had access, a subject's history)", sql: V3_AUDIT_QUERY_INDEXES },
+  {
+    version: 4,
+    description: "index for listing a resource's audit entries",
+    sql: "CREATE INDEX audit_by_resource ON audit (resource, seq);",
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,10 +1,20 @@
 // The AccessStore on SQLite (better-sqlite3), safe for several jitgate processes sharing one file: WAL, every
 // write in a BEGIN IMMEDIATE transaction, short reads, and synchronous=FULL because a lost revocation re-opens access.
 import Database from "better-sqlite3";
-import type { AccessRequest, AuditEntry, Grant, GrantEvent, GrantEventKind, RequestState, Review } from "../access/model.ts";
-import type { AccessStore, GrantFilter, LiveGrant, Page, PageOf, PendingSummary, RequestFilter } from "../access/ports.ts";
+import type {
+  AccessRequest,
+  AuditEntry,
+  Grant,
+  GrantEvent,
+  GrantEventKind,
+  RequestState,
+  Review,
+  StoredAuditEntry,
+} from "../access/model.ts";
+import type { AccessStore, AuditFilter, GrantFilter, LiveGrant, Page, PageOf, PendingSummary, RequestFilter } from "../access/ports.ts";
 import { AlreadyExists } from "../errors.ts";
 import { auditRowHash, GENESIS_HASH, verifyAuditChain, type AuditChainReport } from "./audit-chain.ts";
+import { AuditListing } from "./audit-listing.ts";
 import { Listings } from "./listing.ts";
 import { ActionLists, auditParams, grantEventOf, grantOf, grantParams, liveGrantOf, requestOf, requestParams, requestsOf } from "./rows.ts";
 import { reviewOf, reviewParams, sortByDeadline, sortByExpiry, type RequestRow } from "./rows.ts";
@@ -43,6 +53,7 @@ export class SqliteStore implements AccessStore {
   readonly #db: Database.Database;
   readonly #sql: Statements;
   readonly #listings: Listings;
+  readonly #auditListing: AuditListing;
   readonly #actionLists = new ActionLists();
   /** Runs a function in BEGIN IMMEDIATE ... COMMIT, or in a savepoint when a transaction is already open. */
   readonly #immediate: (fn: () => unknown) => unknown;
@@ -56,6 +67,7 @@ export class SqliteStore implements AccessStore {
     this.#db = db;
     this.#sql = prepareStatements(db);
     this.#listings = new Listings(db);
+    this.#auditListing = new AuditListing(db);
     const run = db.transaction((fn: () => unknown) => fn());
     this.#immediate = run.immediate;
     this.#snapshot = run.deferred;
@@ -135,6 +147,10 @@ export class SqliteStore implements AccessStore {
 
   latestGrantEventSeq(): number {
     return this.#guard(() => this.#sql.latestGrantEventSeq.get()) ?? 0;
+  }
+
+  auditEntries(filter: AuditFilter, page: Page): PageOf<StoredAuditEntry> {
+    return this.#read(() => this.#auditListing.page(filter, page));
   }
 
   /** How many grants are live at `now` (for the active-grants gauge). */

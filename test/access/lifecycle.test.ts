@@ -66,6 +66,7 @@ describe("access lifecycle", () => {
         newId: () => `id-${++ids}`,
         feed: new ChangeFeed(store),
         adminGroups: ["jitgate-admins"],
+        auditorGroups: ["auditors"],
         tokens,
         decisions: { record: (d) => decisions.push(d) },
       },

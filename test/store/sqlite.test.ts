@@ -43,6 +43,12 @@ function queryPlan(db: Database.Database, source: string): string[] {
 }
 
 function listEveryShape(store: SqliteStore, page: Page): void {
+  for (const subject of [undefined, "alice"]) {
+    for (const resource of [undefined, "db"]) {
+      for (const since of [undefined, T0])
+        store.auditEntries({ subject, resource, since, until: since && T0 + 1 }, { size: 10, token: "" });
+    }
+  }
   for (const state of [undefined, "PENDING" as const]) {
     for (const requester of [undefined, "alice"]) {
       for (const resource of [undefined, "db"]) store.requests({ state, requester, resource }, page);

@@ -80,6 +80,22 @@ export interface CheckResponse {
   policy_revision: string;
 }
 
+export interface AuditEntry {
+  seq: string;
+  time: Timestamp | null;
+  kind: string;
+  actor: string;
+  subject: string;
+  resource: string;
+  request_id: string;
+  grant_id: string;
+  reason: string;
+  policy_revision: string;
+  details_json: string;
+  prev_hash: string;
+  hash: string;
+}
+
 export interface GrantEvent {
   seq: string;
   kind: GrantEventKind;
@@ -126,6 +142,10 @@ export interface UnaryMethods {
   ];
   RevokeGrant: [{ grant_id: string; reason?: string }, Grant];
   RevokeSubject: [{ subject: string; reason?: string }, { revoked: Grant[] }];
+  ListAuditEntries: [
+    { subject?: string; resource?: string; since?: Timestamp; until?: Timestamp; page_size?: number; page_token?: string },
+    { entries: AuditEntry[]; next_page_token: string },
+  ];
 }
 export type UnaryMethod = keyof UnaryMethods;
 
