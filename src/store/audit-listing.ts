@@ -4,11 +4,12 @@ import type { Database, Statement } from "better-sqlite3";
 import type { StoredAuditEntry } from "../access/model.ts";
 import type { AuditFilter, Page, PageOf } from "../access/ports.ts";
 import { InvalidArgument } from "../errors.ts";
-import { CHAINED_AUDIT_COLUMNS, type ChainedAuditRow } from "./audit-chain.ts";
+import { CHAINED_AUDIT_COLUMNS } from "./audit-chain.ts";
 import { pageSize } from "./listing.ts";
+import { type AuditRow, storedAuditEntryOf } from "./rows.ts";
 
 type Params = Record<string, string | number>;
-type Row = ChainedAuditRow & { hash: string | null };
+type Row = AuditRow;
 
 function encodeToken(seq: number): string {
   return Buffer.from(JSON.stringify(["audit", seq])).toString("base64url");
@@ -58,7 +59,7 @@ export class AuditListing {
     const rows = this.#statement(where).all(params);
     const more = rows.length > size;
     if (more) rows.length = size;
-    return { items: rows.map(storedEntryOf), next: more ? encodeToken((rows[size - 1] as Row).seq) : "" };
+    return { items: rows.map(storedAuditEntryOf), next: more ? encodeToken((rows[size - 1] as Row).seq) : "" };
   }
 
   #statement(where: readonly string[]): Statement<[Params], Row> {
@@ -72,22 +73,4 @@ export class AuditListing {
     }
     return statement;
   }
-}
-
-function storedEntryOf(row: Row): StoredAuditEntry {
-  return {
-    seq: row.seq,
-    at: row.at,
-    kind: row.kind,
-    actor: row.actor,
-    subject: row.subject,
-    resource: row.resource,
-    requestId: row.request_id ?? undefined,
-    grantId: row.grant_id ?? undefined,
-    reason: row.reason,
-    policyRevision: row.policy_revision,
-    detailsJson: row.details,
-    prevHash: row.prev_hash ?? "",
-    hash: row.hash ?? "",
-  };
 }

@@ -8,8 +8,10 @@ import type {
   RequestState,
   Review,
   ReviewDecision,
+  StoredAuditEntry,
 } from "../access/model.ts";
 import type { LiveGrant } from "../access/ports.ts";
+import type { ChainedAuditRow } from "./audit-chain.ts";
 import type { RequestPlan } from "../policy/entrypoints.ts";
 
 export interface RequestRow {
@@ -236,6 +238,27 @@ export function auditParams(e: AuditEntry): Record<string, string | number | nul
     reason: e.reason,
     policy_revision: e.policyRevision,
     details: JSON.stringify(e.details),
+  };
+}
+
+/** An audit row as stored, with its hash. */
+export type AuditRow = ChainedAuditRow & { hash: string | null };
+
+export function storedAuditEntryOf(row: AuditRow): StoredAuditEntry {
+  return {
+    seq: row.seq,
+    at: row.at,
+    kind: row.kind,
+    actor: row.actor,
+    subject: row.subject,
+    resource: row.resource,
+    requestId: row.request_id ?? undefined,
+    grantId: row.grant_id ?? undefined,
+    reason: row.reason,
+    policyRevision: row.policy_revision,
+    detailsJson: row.details,
+    prevHash: row.prev_hash ?? "",
+    hash: row.hash ?? "",
   };
 }
 
