@@ -10,6 +10,30 @@ export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = Object.freeze(["E
 /** The file name of a key: its RFC 7638 thumbprint (SHA-256, base64url: 43 characters) plus `.json`. */
 export const KEY_FILE_PATTERN = /^[A-Za-z0-9_-]{43}\.json$/;
 
+/**
+ * The public half of a key whose private file was deleted: kept so signatures older than any token (audit
+ * checkpoints) still verify. `retired-<kid>.public.json`; never used to sign or published in the JWKS.
+ */
+export const RETIRED_KEY_PATTERN = /^retired-([A-Za-z0-9_-]{43})\.public\.json$/;
+
+export function retiredKeyFileName(kid: string): string {
+  return `retired-${kid}.public.json`;
+}
+
+/** A retired key's file text as a public JWK, checked: no private part, and its thumbprint is the kid in its name. */
+export async function parseRetiredKeyFile(file: string, kid: string, text: string): Promise<JWK> {
+  let jwk: JWK;
+  try {
+    jwk = JSON.parse(text) as JWK;
+  } catch (err) {
+    throw new FailedPrecondition(`retired key ${file} is not JSON`, { cause: err });
+  }
+  if (jwk === null || typeof jwk !== "object" || "d" in jwk) throw new FailedPrecondition(`retired key ${file} is not a public JWK`);
+  if ((await calculateJwkThumbprint(jwk)) !== kid || jwk.kid !== kid)
+    throw new FailedPrecondition(`retired key ${file} does not match the thumbprint in its name`);
+  return jwk;
+}
+
 /** A key as held in memory. */
 export interface StoredKey {
   readonly file: string;

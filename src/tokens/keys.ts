@@ -8,15 +8,25 @@
 // key was retired when its successor was created (retired_at = the successor's created_at) and stays in the
 // JWKS until every token it may have signed has expired: retired_at + max token TTL + clock tolerance + the
 // refresh interval (a process may sign with it for that long before it notices the rotation). Rotating
-// (`jitgate keys rotate`) adds a file, and deletes the files past the longest window any configuration allows.
+// (`jitgate keys rotate`) adds a file, and deletes the files past the longest window any configuration allows,
+// leaving their public half as `retired-<kid>.public.json` (audit checkpoints they signed must still verify).
 // Since files are only ever added or removed, a KeyRing notices another process's rotation by listing the
 // directory, at most once per refresh interval, before signing and before answering the JWKS.
 import { join } from "node:path";
-import type { CryptoKey, JSONWebKeySet } from "jose";
+import type { CryptoKey, JSONWebKeySet, JWK } from "jose";
 import { MAX_CLOCK_TOLERANCE_S, MAX_TOKEN_TTL_S } from "../enforce/verify.ts";
 import { FailedPrecondition } from "../errors.ts";
 import { addPrivateFile, createPrivateDirectory, listPrivateDirectory, readPrivateFile, removePrivateFile } from "./key-files.ts";
-import { generateKeyFile, KEY_FILE_PATTERN, parseKeyFile, type SigningAlgorithm, type StoredKey } from "./key-material.ts";
+import {
+  generateKeyFile,
+  KEY_FILE_PATTERN,
+  parseKeyFile,
+  parseRetiredKeyFile,
+  RETIRED_KEY_PATTERN,
+  retiredKeyFileName,
+  type SigningAlgorithm,
+  type StoredKey,
+} from "./key-material.ts";
 
 export { SIGNING_ALGORITHMS, type SigningAlgorithm } from "./key-material.ts";
 
@@ -112,7 +122,13 @@ export class KeyRing {
   /** The public half of every key in the directory, retired ones included (for signatures older than tokens, like audit checkpoints). */
   async allPublicKeys(): Promise<JSONWebKeySet> {
     await this.#refreshIfDue();
-    return { keys: [...this.#keys].reverse().map((key) => ({ ...key.publicJwk })) };
+    const retired: JWK[] = [];
+    for (const name of (await listPrivateDirectory(this.directory)) ?? []) {
+      const kid = RETIRED_KEY_PATTERN.exec(name)?.[1];
+      const text = kid === undefined ? undefined : await readPrivateFile(join(this.directory, name));
+      if (kid !== undefined && text !== undefined) retired.push(await parseRetiredKeyFile(join(this.directory, name), kid, text));
+    }
+    return { keys: [...[...this.#keys].reverse().map((key) => ({ ...key.publicJwk })), ...retired] };
   }
 
   /** Creates a new active key (see rotateSigningKey) and uses it at once in this process. */
@@ -180,6 +196,8 @@ export async function rotateSigningKey(dataDir: string, options: Pick<KeyRingOpt
   for (const [i, key] of existing.entries()) {
     const retiredAt = (existing[i + 1] ?? { createdAt }).createdAt;
     if (now >= retiredAt + PRUNE_AFTER_MS) {
+      // The public half stays: audit checkpoints it signed must still verify after its tokens are long gone.
+      await addPrivateFile(dir, retiredKeyFileName(key.kid), JSON.stringify(key.publicJwk));
       await removePrivateFile(key.file);
       pruned.push(key.kid);
     }

@@ -98,6 +98,18 @@ describe("audit checkpoints", () => {
     await assert.rejects(verifyCheckpoint(line, await ring.allPublicKeys()), /not among the trusted keys/);
   });
 
+  test("a checkpoint still verifies after its key was rotated out and its private file deleted", async () => {
+    const clock = { t: T0 };
+    const moving = await KeyRing.open(join(dir, `keys-moving-${++files}`), { ...ringOptions, now: () => clock.t });
+    const line = await signCheckpoint(moving, { seq: 1, hash: "c".repeat(64) }, T0, "jitgate");
+    await moving.rotate();
+    clock.t += 3 * 3_600_000;
+    const last = await moving.rotate();
+    assert.ok(last.pruned.includes(line.kid), "the signing key's private file is gone");
+    const claims = await verifyCheckpoint(line, await moving.allPublicKeys());
+    assert.equal(claims.seq, 1);
+  });
+
   test("an access token signed by the same key does not pass as a checkpoint", async () => {
     const key = await ring.signingKey();
     const jws = await new SignJWT({ seq: 1, hash: "a".repeat(64), chain: "jitgate.audit.v1", at: T0, iss: "jitgate" })

@@ -202,8 +202,18 @@ describe("key rotation", () => {
     clock.advance((3600 + 60) * 1000 + 1000);
     const fourth = await ring.rotate();
     assert.deepEqual(fourth.pruned, [first, second.kid]);
-    assert.deepEqual((await readdir(ring.directory)).sort(), [`${third.kid}.json`, `${fourth.kid}.json`].sort());
+    assert.deepEqual(
+      (await readdir(ring.directory)).sort(),
+      [`${third.kid}.json`, `${fourth.kid}.json`, `retired-${first}.public.json`, `retired-${second.kid}.public.json`].sort(),
+    );
     assert.equal((await ring.signingKey()).kid, fourth.kid);
+    assert.deepEqual(await kidsOf(ring), [fourth.kid, third.kid], "pruned keys are out of the JWKS");
+    const all = (await ring.allPublicKeys()).keys;
+    assert.deepEqual(all.map((k) => k.kid).sort(), [first, second.kid, third.kid, fourth.kid].sort());
+    assert.ok(
+      all.every((k) => !("d" in k)),
+      "public halves only",
+    );
   });
 
   test("emptying the key directory makes the next read create a fresh key (every old token is refused)", async () => {
