@@ -3,6 +3,7 @@
 import type { DecisionRecord } from "../access/model.ts";
 import type { DecisionSink } from "../access/ports.ts";
 import { InvalidArgument, Unavailable } from "../errors.ts";
+import { Ring } from "./ring.ts";
 
 /** Where batches are committed: the DecisionStore. */
 export interface DecisionWriter {
@@ -72,9 +73,7 @@ export class DecisionLog implements DecisionSink {
   readonly #onError: (err: unknown) => void;
 
   /** A ring buffer: `record` is O(1) and allocates nothing. */
-  readonly #ring: (DecisionRecord | undefined)[];
-  #head = 0;
-  #depth = 0;
+  readonly #queue: Ring<DecisionRecord>;
 
   /** Records ever accepted into the queue, and ever committed: flush waits for `written` to catch up. */
   #accepted = 0;
@@ -104,7 +103,7 @@ export class DecisionLog implements DecisionSink {
     this.#lines = options.lines ?? [];
     this.#now = options.now;
     this.#onError = options.onError;
-    this.#ring = new Array<DecisionRecord | undefined>(capacity).fill(undefined);
+    this.#queue = new Ring<DecisionRecord>(capacity);
     if (this.#retentionMs > 0) {
       const every = positive("decision log pruneIntervalMs", options.pruneIntervalMs ?? 10 * 60 * 1000);
       this.#pruneTimer = setInterval(() => void this.prune(), every).unref();
@@ -113,7 +112,7 @@ export class DecisionLog implements DecisionSink {
 
   /** Records waiting to be written. */
   get queueDepth(): number {
-    return this.#depth;
+    return this.#queue.size;
   }
 
   /** Records lost: the queue was full, the log was closed, the store refused them, or still failed at close. */
@@ -127,14 +126,13 @@ export class DecisionLog implements DecisionSink {
   }
 
   record(decision: DecisionRecord): void {
-    if (this.#closing !== undefined || this.#depth === this.#ring.length) {
+    if (this.#closing !== undefined || this.#queue.full) {
       this.#dropped++;
       return;
     }
-    this.#ring[(this.#head + this.#depth) % this.#ring.length] = decision;
-    this.#depth++;
+    this.#queue.push(decision);
     this.#accepted++;
-    if (this.#depth >= this.#batchSize) this.#schedule("soon");
+    if (this.#queue.size >= this.#batchSize) this.#schedule("soon");
     else this.#schedule("later");
   }
 
@@ -208,9 +206,9 @@ export class DecisionLog implements DecisionSink {
 
   /** One batch, then another turn of the event loop for the rest (or a pause after a failure). */
   #drainStep(): void {
-    if (this.#depth === 0) return;
+    if (this.#queue.size === 0) return;
     if (this.#writeBatch()) {
-      if (this.#depth > 0) this.#schedule("soon");
+      if (this.#queue.size > 0) this.#schedule("soon");
     } else {
       this.#schedule("retry");
     }
@@ -221,7 +219,7 @@ export class DecisionLog implements DecisionSink {
    * when the queue moved on.
    */
   #writeBatch(): boolean {
-    const batch = this.#oldest(Math.min(this.#batchSize, this.#depth));
+    const batch = this.#queue.oldest(Math.min(this.#batchSize, this.#queue.size));
     try {
       this.#writer.insertBatch(batch);
     } catch (err) {
@@ -262,24 +260,11 @@ export class DecisionLog implements DecisionSink {
 
   /** The oldest `handled` records are done with; `written` of them are in the store. */
   #committed(written: readonly DecisionRecord[], handled: number): void {
-    this.#release(handled);
+    this.#queue.release(handled);
     this.#written += written.length;
     this.#settled += handled;
     for (const lines of this.#lines) this.#copyTo(lines, written);
     this.#settleWaiters();
-  }
-
-  #oldest(n: number): DecisionRecord[] {
-    const batch = new Array<DecisionRecord>(n);
-    for (let i = 0; i < n; i++) batch[i] = this.#ring[(this.#head + i) % this.#ring.length] as DecisionRecord;
-    return batch;
-  }
-
-  /** Forgets the `n` oldest records (clearing their slots so they can be collected). */
-  #release(n: number): void {
-    for (let i = 0; i < n; i++) this.#ring[(this.#head + i) % this.#ring.length] = undefined;
-    this.#head = (this.#head + n) % this.#ring.length;
-    this.#depth -= n;
   }
 
   #copyTo(lines: DecisionLines, batch: readonly DecisionRecord[]): void {
@@ -302,7 +287,7 @@ export class DecisionLog implements DecisionSink {
     if (this.#pruneTimer !== undefined) clearInterval(this.#pruneTimer);
     this.#cancel();
     let failed = 0;
-    while (this.#depth > 0) {
+    while (this.#queue.size > 0) {
       if (this.#writeBatch()) {
         failed = 0;
         await new Promise((resolve) => setImmediate(resolve));
@@ -312,15 +297,15 @@ export class DecisionLog implements DecisionSink {
         await new Promise((resolve) => setTimeout(resolve, this.#retryDelay()));
       }
     }
-    if (this.#depth > 0) this.#abandonQueue();
+    if (this.#queue.size > 0) this.#abandonQueue();
     const closed = await Promise.allSettled(this.#lines.map((lines) => lines.close()));
     for (const c of closed) if (c.status === "rejected") this.#report(c.reason);
   }
 
   /** At close with the store still failing: what is left is counted as dropped, never silently lost. */
   #abandonQueue(): void {
-    const lost = this.#depth;
-    this.#release(lost);
+    const lost = this.#queue.size;
+    this.#queue.release(lost);
     this.#dropped += lost;
     this.#settled += lost;
     const err = new Unavailable(`decision log: ${lost} record(s) not written at close: the store kept failing`);
