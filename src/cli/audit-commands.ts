@@ -9,11 +9,11 @@ import { signCheckpoint } from "../checkpoints/checkpoint.ts";
 import { appendCheckpoint, CHECKPOINTS_FILE, readCheckpoints } from "../checkpoints/checkpoint-file.ts";
 import { verifyCheckpoints } from "../checkpoints/verify.ts";
 import { DEFAULTS } from "../config.ts";
-import { InvalidArgument } from "../errors.ts";
+import { InvalidArgument, JitgateError } from "../errors.ts";
 import { AUDIT_CHAIN_VERSION, readAuditHashAt, readAuditHead, verifyAuditChain } from "../store/audit-chain.ts";
 import { withReadOnlyDatabase } from "../store/read-only.ts";
 import { STORE_FILE } from "../store/sqlite.ts";
-import { parseTokenConfig, TokenService } from "../tokens/index.ts";
+import { parseTokenConfig, readPublicKeys, TokenService } from "../tokens/index.ts";
 import { registerAuditQueries } from "./audit-queries.ts";
 import { EXIT } from "./exit.ts";
 
@@ -94,7 +94,7 @@ async function verifyCommand(o: VerifyFlags): Promise<void> {
 }
 
 async function trustedKeys(o: VerifyFlags): Promise<JSONWebKeySet> {
-  if (o.jwks === undefined || o.jwks.length === 0) return (await tokenService(o)).allPublicKeys();
+  if (o.jwks === undefined || o.jwks.length === 0) return dataDirKeys(o);
   const keys: JSONWebKeySet["keys"] = [];
   for (const f of o.jwks) {
     let parsed: unknown;
@@ -108,6 +108,20 @@ async function trustedKeys(o: VerifyFlags): Promise<JSONWebKeySet> {
     keys.push(...(list as JSONWebKeySet["keys"]));
   }
   return { keys };
+}
+
+/** The public keys in the data directory, read without creating or changing anything. */
+async function dataDirKeys(o: DatabaseFlags): Promise<JSONWebKeySet> {
+  const dataDir = dataDirOf(o);
+  let keys: JSONWebKeySet | undefined;
+  try {
+    keys = await readPublicKeys(dataDir);
+  } catch (err) {
+    if (!(err instanceof JitgateError)) throw err;
+    throw new InvalidArgument("--jwks", `cannot use the keys in ${dataDir} (${err.message}); give the trusted keys with --jwks FILE`);
+  }
+  if (keys === undefined) throw new InvalidArgument("--jwks", `${dataDir} holds no signing keys; give the trusted keys with --jwks FILE`);
+  return keys;
 }
 
 function tokenService(o: DatabaseFlags): Promise<TokenService> {

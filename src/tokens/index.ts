@@ -13,6 +13,7 @@ export {
   KEY_DIRECTORY,
   KeyRing,
   keyDirectory,
+  readPublicKeys,
   type RotatedKey,
   rotateSigningKey,
   SIGNING_ALGORITHMS,

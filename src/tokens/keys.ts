@@ -122,12 +122,7 @@ export class KeyRing {
   /** The public half of every key in the directory, retired ones included (for signatures older than tokens, like audit checkpoints). */
   async allPublicKeys(): Promise<JSONWebKeySet> {
     await this.#refreshIfDue();
-    const retired: JWK[] = [];
-    for (const name of (await listPrivateDirectory(this.directory)) ?? []) {
-      const kid = RETIRED_KEY_PATTERN.exec(name)?.[1];
-      const text = kid === undefined ? undefined : await readPrivateFile(join(this.directory, name));
-      if (kid !== undefined && text !== undefined) retired.push(await parseRetiredKeyFile(join(this.directory, name), kid, text));
-    }
+    const retired = await readRetiredKeys(this.directory, (await listPrivateDirectory(this.directory)) ?? []);
     return { keys: [...[...this.#keys].reverse().map((key) => ({ ...key.publicJwk })), ...retired] };
   }
 
@@ -203,6 +198,32 @@ export async function rotateSigningKey(dataDir: string, options: Pick<KeyRingOpt
     }
   }
   return Object.freeze({ kid, alg: options.algorithm, createdAt, previousKid: previous?.kid, pruned: Object.freeze(pruned) });
+}
+
+/**
+ * Every public key in `<dataDir>/signing-keys` (signing, retired, and the kept halves of deleted keys), read
+ * without creating or changing anything, for offline verifiers; undefined when there is no key directory.
+ */
+export async function readPublicKeys(dataDir: string): Promise<JSONWebKeySet | undefined> {
+  const dir = keyDirectory(dataDir);
+  const names = await listPrivateDirectory(dir);
+  if (names === undefined) return undefined;
+  const current = await loadAll(
+    dir,
+    names.filter((name) => KEY_FILE_PATTERN.test(name)),
+  );
+  return { keys: [...current.map((key) => ({ ...key.publicJwk })), ...(await readRetiredKeys(dir, names))] };
+}
+
+/** The kept public halves among `names` in `dir`. */
+async function readRetiredKeys(dir: string, names: readonly string[]): Promise<JWK[]> {
+  const keys: JWK[] = [];
+  for (const name of names) {
+    const kid = RETIRED_KEY_PATTERN.exec(name)?.[1];
+    const text = kid === undefined ? undefined : await readPrivateFile(join(dir, name));
+    if (kid !== undefined && text !== undefined) keys.push(await parseRetiredKeyFile(join(dir, name), kid, text));
+  }
+  return keys;
 }
 
 /** The key file names in `dir`, creating the directory with a first key when it is missing or empty. */

@@ -2,7 +2,7 @@
 // an operator would: against a data directory, with exit codes a script can act on.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import Database from "better-sqlite3";
@@ -74,6 +74,31 @@ describe("jitgate audit checkpoint / verify --checkpoints", () => {
     const run = jitgate(["audit", "verify", "--data-dir", dir, "--checkpoints", join(dir, "audit-checkpoints.jsonl"), "--jwks", jwks]);
     assert.equal(run.status, 1);
     assert.match(run.stderr, /not among the trusted keys/);
+  });
+
+  test("an auditor's copy without the signing keys is not changed: verify asks for --jwks, and passes with them", () => {
+    const dir = dataDir(2);
+    assert.equal(jitgate(["audit", "checkpoint", "--data-dir", dir]).status, 0);
+    const jwks = join(root, `server-${dirs}.jwks`);
+    writeFileSync(jwks, jitgate(["keys", "jwks", "--data-dir", dir]).stdout);
+    const copy = join(root, `copy-${dirs}`);
+    mkdirSync(copy);
+    for (const f of ["jitgate.db", "audit-checkpoints.jsonl"]) copyFileSync(join(dir, f), join(copy, f));
+    const without = jitgate(["audit", "verify", "--data-dir", copy, "--checkpoints", join(copy, "audit-checkpoints.jsonl")]);
+    assert.equal(without.status, 2);
+    assert.match(without.stderr, /holds no signing keys; give the trusted keys with --jwks FILE/);
+    assert.equal(existsSync(join(copy, "signing-keys")), false, "no key was made in the auditor's copy");
+    const withKeys = jitgate([
+      "audit",
+      "verify",
+      "--data-dir",
+      copy,
+      "--checkpoints",
+      join(copy, "audit-checkpoints.jsonl"),
+      "--jwks",
+      jwks,
+    ]);
+    assert.equal(withKeys.status, 0, withKeys.stderr);
   });
 
   test("a missing checkpoints file is a usage error naming it, exit 2", () => {
