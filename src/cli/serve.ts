@@ -5,7 +5,8 @@ import { createLogger } from "../log.ts";
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   const config = loadServeConfig(flags, process.env, process.cwd());
-  const log = createLogger(config.logLevel);
+  // With decision records on standard output, logs move to standard error: each stream stays one kind of line.
+  const log = createLogger(config.logLevel, config.decisionLog.jsonLines === "-" ? process.stderr : process.stdout);
   const jitgate = await startJitgate(config, log);
   const next = config.identity.dev
     ? [
