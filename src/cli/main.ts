@@ -7,7 +7,6 @@ import { registerDecisionCommands } from "./decision-commands.ts";
 import { evalCommand } from "./eval.ts";
 import { EXIT, fail } from "./exit.ts";
 import { loginCommand } from "./login.ts";
-import { serveCommand } from "./serve.ts";
 import { registerTokenCommands } from "./token-commands.ts";
 
 const program = new Command()
@@ -71,7 +70,8 @@ program
     "--audit-checkpoint-interval <duration>",
     `how often to sign the trail's head if it moved (env JITGATE_AUDIT_CHECKPOINT_INTERVAL, default ${DEFAULTS.auditCheckpointInterval})`,
   )
-  .action((opts) => serveCommand(opts));
+  // Loaded only for `serve`: the server graph (gRPC server, policy engine, metrics) is most of the start-up time.
+  .action(async (opts) => (await import("./serve.ts")).serveCommand(opts));
 
 program
   .command("login")
