@@ -30,6 +30,9 @@ export interface SqliteStoreOptions {
   readonly busyTimeoutMs?: number;
 }
 
+/** Health probes in a row that may find another process holding the write lock before the store counts as unwritable. */
+export const BUSY_PROBES_UNTIL_UNWRITABLE = 3;
+
 /** At most this many events per grantEventsAfter call, whatever the caller asks. */
 const MAX_EVENTS_PER_READ = 10_000;
 
@@ -59,6 +62,8 @@ export class SqliteStore implements AccessStore {
   readonly #immediate: (fn: () => unknown) => unknown;
   /** Runs a function in BEGIN DEFERRED ... COMMIT: one consistent snapshot for reads of several statements. */
   readonly #snapshot: (fn: () => unknown) => unknown;
+  /** Health probes in a row that found the write lock held by another process. */
+  #busyProbes = 0;
   /** How many of our transaction functions are running; > 0 while the caller's transaction is open. */
   #depth = 0;
 
@@ -83,14 +88,26 @@ export class SqliteStore implements AccessStore {
     return { busy: row.busy !== 0, walFrames: row.log, checkpointed: row.checkpointed };
   }
 
-  /** For health checks: whether a write transaction can be opened now. May wait up to the busy timeout. */
+  /**
+   * For health checks, without waiting: whether a write transaction can be opened now. A write lock held by
+   * another process is normal (it is writing); only a lock still held at BUSY_PROBES_UNTIL_UNWRITABLE probes in a
+   * row, or any other failure, counts as not writable. Never blocks on the lock, so the decision path never
+   * stalls behind a health probe.
+   */
   isWritable(): boolean {
     if (!this.#db.open || this.#db.readonly) return false;
+    const busyTimeout = this.#db.pragma("busy_timeout", { simple: true }) as number;
+    this.#db.pragma("busy_timeout = 0");
     try {
       this.#write(() => undefined);
+      this.#busyProbes = 0;
       return true;
-    } catch {
+    } catch (err) {
+      const code = (err as { cause?: { code?: unknown } }).cause?.code;
+      if (code === "SQLITE_BUSY") return ++this.#busyProbes < BUSY_PROBES_UNTIL_UNWRITABLE;
       return false;
+    } finally {
+      this.#db.pragma(`busy_timeout = ${busyTimeout}`);
     }
   }
 

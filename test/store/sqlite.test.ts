@@ -8,7 +8,7 @@ import { FailedPrecondition, Unavailable } from "../../src/errors.ts";
 import type { Page } from "../../src/access/ports.ts";
 import { encodePageToken } from "../../src/store/listing.ts";
 import { migrate, MIGRATIONS, SCHEMA_VERSION } from "../../src/store/migrations.ts";
-import { openSqliteStore, SqliteStore } from "../../src/store/sqlite.ts";
+import { BUSY_PROBES_UNTIL_UNWRITABLE, openSqliteStore, SqliteStore } from "../../src/store/sqlite.ts";
 import { accessStoreContract } from "./contract.ts";
 import { aGrant, aRequest, anAuditEntry, MINUTE, storeGrant, T0 } from "./fixtures.ts";
 
@@ -181,7 +181,9 @@ describe("SQLite store: failures", () => {
       assert.equal(err.message, "store: the database stayed locked by another writer past the busy timeout");
       assert.equal((err.cause as { code?: string }).code, "SQLITE_BUSY");
       assert.equal(store.liveGrantsOn("alice", "orders-db", T0).length, 1);
-      assert.equal(store.isWritable(), false);
+      // Health probes never wait on the lock: another writer is normal at first, unwritable once it persists.
+      const probes = Array.from({ length: BUSY_PROBES_UNTIL_UNWRITABLE }, () => store.isWritable());
+      assert.deepEqual(probes, [...Array<boolean>(BUSY_PROBES_UNTIL_UNWRITABLE - 1).fill(true), false]);
     } finally {
       other.exec("ROLLBACK");
       other.close();
