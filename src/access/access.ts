@@ -105,6 +105,11 @@ export class Access {
     return this.deps.feed.subscribe(afterSeq ?? this.latestGrantEventSeq(), { matches: (e) => e.kind === "REVOKED", deliver, ended });
   }
 
+  /** The resume point that replays every revocation still in force (its grant not yet expired), then new ones. */
+  revocationsInForceSeq(): number {
+    return this.deps.store.revocationsInForceAfter(this.deps.clock.now());
+  }
+
   getGrant(id: string): Grant {
     const grant = this.deps.store.grant(id);
     if (!grant) throw new NotFound(`grant ${id} does not exist`);

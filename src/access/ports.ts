@@ -81,6 +81,8 @@ export interface AccessReads {
   /** Grant events with seq > `after`, oldest first, at most `limit`. */
   grantEventsAfter(after: number, limit: number): readonly GrantEvent[];
   latestGrantEventSeq(): number;
+  /** A seq after which every REVOKED event of a grant not expired at `now` lies (the latest seq when there is none). */
+  revocationsInForceAfter(now: number): number;
   /** Audit entries, oldest first (by seq). */
   auditEntries(filter: AuditFilter, page: Page): PageOf<StoredAuditEntry>;
   /** The earliest time (ms) at which a grant expiry or a pending request's timeout is still to be recorded. */

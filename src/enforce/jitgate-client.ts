@@ -83,7 +83,9 @@ export class JitgateClient {
 
   /** Follows WatchRevocations after `afterSeq` ("0" for the next one); see {@link RevocationHandlers}. */
   watchRevocations(afterSeq: string, on: RevocationHandlers): RevocationStream {
-    const stream = this.#client.WatchRevocations({ after_seq: afterSeq }, this.#metadata(), {});
+    // From the start ("0"), also the revocations made before: a token of a grant revoked while this service was
+    // not listening must be refused too (and "0" after a reconnect that had seen nothing yet closes the gap).
+    const stream = this.#client.WatchRevocations({ after_seq: afterSeq, include_in_force: afterSeq === "0" }, this.#metadata(), {});
     let ended = false;
     const end = (err: Error) => {
       if (ended) return;

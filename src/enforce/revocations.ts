@@ -10,7 +10,7 @@ export interface RevocationSource {
 }
 
 export interface RevocationFeedOptions {
-  /** Resume after this seq on the first connect; "0" (default) starts with the next revocation. */
+  /** Resume after this seq on the first connect; "0" (default) starts with every revocation still in force. */
   readonly afterSeq?: string;
   /** First reconnect delay (ms, default 100); doubles per failed attempt up to `maxBackoffMs` (default 5000). */
   readonly minBackoffMs?: number;

@@ -131,13 +131,18 @@ async function serveEvents(
   call: EventStream,
   subscribe: (afterSeq: number, deliver: (event: GrantEvent) => void, ended: () => void) => () => void,
   toWire: (event: GrantEvent) => object,
+  startPoint: () => number = () => access.latestGrantEventSeq(),
 ) {
-  const arrivedAt = access.latestGrantEventSeq();
+  // Taken when the call arrives: nothing committed while the caller is being authenticated is missed.
+  const arrivedAt = startPoint();
   const requestId = requestIdOf(call.metadata);
   try {
     await auth.authenticate(call);
     const requested = Number(call.request.after_seq ?? 0);
     let lastSeq = requested > 0 ? requested : arrivedAt;
+    // Headers first, in the same turn as the subscription below: nothing can slip in between, and replayed
+    // events (which follow at once) come after them with the request id.
+    call.sendMetadata(requestIdHeaders(requestId));
     const stop = subscribe(
       lastSeq,
       (event) => {
@@ -153,7 +158,6 @@ async function serveEvents(
       () => call.end(),
     );
     call.once("cancelled", stop);
-    call.sendMetadata(requestIdHeaders(requestId));
   } catch (err) {
     // grpc-js ends a server stream with the status of an emitted error.
     call.emit("error", toStatus(err, log.child({ request_id: requestId, method: call.getPath() }), requestId));
@@ -192,5 +196,7 @@ function watchRevocations(access: Access, auth: CallerAuthenticator, clock: Cloc
         expire_time: g.expire_time,
       };
     },
+    // include_in_force: start from the revocations whose grants have not expired, so none is missed.
+    () => (call.request.include_in_force === true ? access.revocationsInForceSeq() : access.latestGrantEventSeq()),
   );
 }

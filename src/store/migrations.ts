@@ -126,6 +126,13 @@ export const MIGRATIONS: readonly Migration[] = [
     description: "index for listing a resource's audit entries",
     sql: "CREATE INDEX audit_by_resource ON audit (resource, seq);",
   },
+  {
+    version: 5,
+    description: "indexes for replaying the revocations still in force",
+    sql:
+      "CREATE INDEX grants_revoked_by_expiry ON grants (expires_at) WHERE revoked_at IS NOT NULL;\n" +
+      "CREATE INDEX grant_events_by_grant ON grant_events (grant_id, kind, seq);",
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -162,6 +162,13 @@ export class SqliteStore implements AccessStore {
     return this.#guard(() => this.#sql.grantEventsAfter.all(after, capped)).map(grantEventOf);
   }
 
+  revocationsInForceAfter(now: number): number {
+    return this.#read(() => {
+      const first = this.#sql.firstRevocationInForce.get(now);
+      return first === null || first === undefined ? (this.#sql.latestGrantEventSeq.get() ?? 0) : first - 1;
+    });
+  }
+
   latestGrantEventSeq(): number {
     return this.#guard(() => this.#sql.latestGrantEventSeq.get()) ?? 0;
   }

@@ -49,6 +49,7 @@ export interface Statements {
   readonly latestGrantEventSeq: Statement<[], number>;
   readonly nextDue: Statement<[], number | null>;
   readonly activeGrantCount: Statement<[number], number>;
+  readonly firstRevocationInForce: Statement<[number], number | null>;
   readonly insertAudit: Statement<[Params]>;
   /** An audit row as stored: the input of its hash. */
   readonly auditRow: Statement<[number], ChainedAuditRow>;
@@ -116,6 +117,13 @@ export function prepareStatements(db: Database): Statements {
     // A live grant's expiry is not yet recorded, so the small expiry_due index answers this, not a scan of every grant ever.
     activeGrantCount: db
       .prepare<[number], number>("SELECT count(*) FROM grants WHERE revoked_at IS NULL AND expiry_recorded = 0 AND expires_at > ?")
+      .pluck(),
+    // The first REVOKED event of a grant not yet expired: from the small set of revoked, unexpired grants.
+    firstRevocationInForce: db
+      .prepare<[number], number | null>(
+        "SELECT min(e.seq) FROM grants g JOIN grant_events e ON e.grant_id = g.id AND e.kind = 'REVOKED' " +
+          "WHERE g.revoked_at IS NOT NULL AND g.expires_at > ?",
+      )
       .pluck(),
     insertAudit: db.prepare(`INSERT INTO audit (${AUDIT_COLUMNS}) VALUES (${namedValues(AUDIT_COLUMNS)})`),
     auditRow: db.prepare(`SELECT ${CHAINED_AUDIT_COLUMNS} FROM audit WHERE seq = ?`),

@@ -70,3 +70,37 @@ test("revocations made while jitgate restarted reach the enforcer after it resum
     await removeDir(dataDir);
   }
 });
+
+test("a service that starts after a grant was revoked refuses its still-unexpired token from the start", async () => {
+  const dataDir = await tempDir("jitgate-enforce-");
+  const jitgate = await startTestJitgate(dataDir);
+  const client = api(jitgate.address);
+  const engineer = client.as(await tokenFor(dataDir, "dan", ["engineering"]));
+  const revoked = await orderReadGrant(engineer);
+  const kept = await orderReadGrant(client.as(await tokenFor(dataDir, "eve", ["engineering"])));
+  await engineer.call("RevokeGrant", { grant_id: revoked.grantId, reason: "left the team" });
+  const enforcer = createEnforcer({
+    jitgate: { address: jitgate.address, credentials: grpc.credentials.createInsecure() },
+    callMetadata: () => bearerMetadata(serviceToken),
+    audience: "orders",
+    actionOf: (path) => ORDERS_ACTIONS[path],
+  });
+  const serviceToken = await tokenFor(dataDir, "orders-service", []);
+  const orders = await startOrdersService(enforcer);
+  try {
+    await enforcer.ready();
+    // No polling: the revocation made before the service existed is known once the enforcer is ready.
+    const failure = await orders.call("Read", revoked.token).then(
+      () => assert.fail("the revoked grant's token was accepted"),
+      (e: grpc.ServiceError) => e,
+    );
+    assert.deepEqual([failure.code, failure.details], [grpc.status.PERMISSION_DENIED, "access revoked"]);
+    await orders.call("Read", kept.token);
+  } finally {
+    await orders.close();
+    enforcer.close();
+    client.close();
+    await jitgate.close();
+    await removeDir(dataDir);
+  }
+});

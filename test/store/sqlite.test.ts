@@ -225,6 +225,22 @@ describe("SQLite store: failures", () => {
   });
 });
 
+describe("SQLite store: revocations in force", () => {
+  test("the replay point is just before the first revocation whose grant has not expired", () => {
+    const store = openSqliteStore(freshFile());
+    storeGrant(store, { id: "short", subject: "a", expiresAt: T0 + 60_000 });
+    storeGrant(store, { id: "long", subject: "b", expiresAt: T0 + 3_600_000 });
+    storeGrant(store, { id: "kept", subject: "c", expiresAt: T0 + 3_600_000 });
+    const first = store.revokeGrant("short", T0 + 1000, "sec", "x");
+    const second = store.revokeGrant("long", T0 + 2000, "sec", "x");
+    assert.ok(first && second);
+    assert.equal(store.revocationsInForceAfter(T0 + 3000), first.seq - 1, "both grants unexpired: replay both");
+    assert.equal(store.revocationsInForceAfter(T0 + 60_000), second.seq - 1, "the short grant has expired: its tokens too");
+    assert.equal(store.revocationsInForceAfter(T0 + 3_600_000), store.latestGrantEventSeq(), "none in force: from now");
+    store.close();
+  });
+});
+
 describe("SQLite store: audit and maintenance", () => {
   test("an audit entry is stored with its details as JSON, chained to the one before it", () => {
     const file = freshFile();
