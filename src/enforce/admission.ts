@@ -7,6 +7,7 @@ import type { JitgateClient } from "./jitgate-client.ts";
 import type { KeyCache } from "./key-cache.ts";
 import type { RevocationFeed } from "./revocations.ts";
 import { TokenRejected, type VerifiedAccessToken, verifyAccessToken, type VerifyAccessTokenOptions } from "./verify.ts";
+import { VerifiedTokenCache } from "./verified-cache.ts";
 
 /** A refusal: the status code and a fixed message that is safe to return to the caller. */
 export interface Refusal {
@@ -59,37 +60,11 @@ interface AdmitDeps {
   readonly revocations: RevocationFeed;
 }
 
-/**
- * Tokens already verified, by their exact text, until they expire: a client sends the same token on every call
- * for minutes, and a signature check costs far more than the call. Bounded; the oldest entries go first.
- * Revocation is still checked on every call.
- */
-class VerifiedTokens {
-  readonly #entries = new Map<string, VerifiedAccessToken>();
-  readonly #max: number;
-  readonly #now: () => number;
-
-  constructor(max: number, now: () => number) {
-    this.#max = max;
-    this.#now = now;
-  }
-
-  get(token: string): VerifiedAccessToken | undefined {
-    const hit = this.#entries.get(token);
-    if (hit && this.#now() < hit.expiresAt) return hit;
-    if (hit) this.#entries.delete(token);
-    return undefined;
-  }
-
-  add(token: string, verified: VerifiedAccessToken): void {
-    if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value as string);
-    this.#entries.set(token, verified);
-  }
-}
-
 /** Admission by verifying the token offline with the cached JWKS (refetched once for an unknown key). */
 export function localAdmission(deps: AdmitDeps & { keys: KeyCache; verify: VerifyAccessTokenOptions }): Admit {
-  const verifiedTokens = new VerifiedTokens(10_000, deps.verify.now ?? Date.now);
+  const now = deps.verify.now ?? Date.now;
+  // Verified tokens are remembered until their exp; revocation is still checked on every call.
+  const verifiedTokens = new VerifiedTokenCache<VerifiedAccessToken>({ maxEntries: 10_000, maxAgeMs: Infinity, clock: { now } });
   return async ({ methodPath, metadata }) => {
     const token = bearerToken(metadata);
     if (token === undefined) return refuse(grpc.status.UNAUTHENTICATED, "no access token (authorization: Bearer <token>)");
@@ -97,7 +72,7 @@ export function localAdmission(deps: AdmitDeps & { keys: KeyCache; verify: Verif
     try {
       const cached = verifiedTokens.get(token);
       verified = cached ?? (await verifyWithRefresh(token, deps.keys, deps.verify));
-      if (!cached) verifiedTokens.add(token, verified);
+      if (!cached) verifiedTokens.set(token, verified, verified.expiresAt);
     } catch (err) {
       if (err instanceof TokenRejected) return refuse(grpc.status.UNAUTHENTICATED, `${err.code}: ${err.message}`);
       return refuse(grpc.status.UNAVAILABLE, UNAVAILABLE);

@@ -16,7 +16,7 @@ import type { Caller } from "../access/model.ts";
 import type { Clock } from "../access/ports.ts";
 import { InvalidArgument, JitgateError, Unauthenticated, Unavailable } from "../errors.ts";
 import { IDENTITY_FIELDS, MAX_CLOCK_TOLERANCE_S, type OidcIdentityConfig } from "./config.ts";
-import { VerifiedTokenCache } from "./verified-cache.ts";
+import { VerifiedTokenCache } from "../enforce/verified-cache.ts";
 
 /** Refuse before parsing: real access tokens are 1-4 KiB; a big one is a mistake or an attack. */
 export const MAX_TOKEN_BYTES = 16 * 1024;

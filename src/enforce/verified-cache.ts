@@ -1,16 +1,20 @@
-// Remembers callers whose bearer token verified, so a service that calls jitgate thousands of times a second
-// with the same token pays for one signature check, not one per call. An entry lives until the token's exp
-// and at most `maxAgeMs` (so a key the issuer withdraws stops working within that time), and the cache holds
-// at most `maxEntries` tokens (the oldest entry goes first).
-import type { Clock } from "../access/ports.ts";
+// Remembers what a token verified to, by the token's exact text, so a caller that sends the same token on every
+// call pays for one signature check, not one per call. An entry lives until the token's exp and at most
+// `maxAgeMs` (so a key its issuer withdraws stops working within that time), and the cache holds at most
+// `maxEntries` tokens (the oldest entry goes first). Used by the enforcer and by jitgate's own authentication.
+
+/** The current time in ms since the epoch. */
+export interface CacheClock {
+  now(): number;
+}
 
 export class VerifiedTokenCache<T> {
   readonly #entries = new Map<string, { value: T; until: number }>();
   readonly #maxEntries: number;
   readonly #maxAgeMs: number;
-  readonly #clock: Clock;
+  readonly #clock: CacheClock;
 
-  constructor(options: { maxEntries: number; maxAgeMs: number; clock: Clock }) {
+  constructor(options: { maxEntries: number; maxAgeMs: number; clock: CacheClock }) {
     this.#maxEntries = options.maxEntries;
     this.#maxAgeMs = options.maxAgeMs;
     this.#clock = options.clock;

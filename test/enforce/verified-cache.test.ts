@@ -1,7 +1,7 @@
 // The verified-caller cache: a hit never outlives the token's exp or the maximum age, and the cache stays bounded.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { VerifiedTokenCache } from "../../src/identity/verified-cache.ts";
+import { VerifiedTokenCache } from "../../src/enforce/verified-cache.ts";
 
 const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
 
