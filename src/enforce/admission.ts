@@ -43,6 +43,7 @@ export const refuse = (code: grpc.status, details: string): Refusal => ({ admitt
 export const ACCESS_REVOKED = "access revoked";
 export const ACCESS_EXPIRED = "access expired";
 const UNAVAILABLE = "access tokens cannot be verified now; try again";
+const REVOCATIONS_UNKNOWN = "revocations cannot be followed now (jitgate unreachable); try again";
 
 /**
  * The token of an `authorization: Bearer <token>` header, or undefined when there is none; a second
@@ -60,8 +61,14 @@ interface AdmitDeps {
   readonly revocations: RevocationFeed;
 }
 
-/** Admission by verifying the token offline with the cached JWKS (refetched once for an unknown key). */
-export function localAdmission(deps: AdmitDeps & { keys: KeyCache; verify: VerifyAccessTokenOptions }): Admit {
+/**
+ * Admission by verifying the token offline with the cached JWKS (refetched once for an unknown key). Fails
+ * closed when the revocation stream has been down for longer than `maxRevocationStalenessMs` (or was never up):
+ * a token could belong to a grant revoked meanwhile.
+ */
+export function localAdmission(
+  deps: AdmitDeps & { keys: KeyCache; verify: VerifyAccessTokenOptions; maxRevocationStalenessMs: number },
+): Admit {
   const now = deps.verify.now ?? Date.now;
   // Verified tokens are remembered until their exp; revocation is still checked on every call.
   const verifiedTokens = new VerifiedTokenCache<VerifiedAccessToken>({ maxEntries: 10_000, maxAgeMs: Infinity, clock: { now } });
@@ -83,6 +90,7 @@ export function localAdmission(deps: AdmitDeps & { keys: KeyCache; verify: Verif
       return refuse(grpc.status.PERMISSION_DENIED, `the access token does not allow '${action}'`);
     }
     if (deps.revocations.isRevoked(verified.grantId)) return refuse(grpc.status.PERMISSION_DENIED, ACCESS_REVOKED);
+    if (deps.revocations.unknownForMs() > deps.maxRevocationStalenessMs) return refuse(grpc.status.UNAVAILABLE, REVOCATIONS_UNKNOWN);
     return { admitted: true, grantId: verified.grantId, expiresAt: verified.expiresAt };
   };
 }

@@ -26,10 +26,16 @@ export interface EnforcerOptions {
   readonly mode?: "local" | "remote";
   /** The jitgate resource this service is (for example "db/orders"); required in remote mode. */
   readonly resource?: string;
-  /** Resume the revocation stream after this seq on start ("0", the default, means from now on). */
+  /** Resume the revocation stream after this seq on start ("0", the default: every revocation still in force, then new ones). */
   readonly revocationsAfterSeq?: string;
   /** The shortest time between two JWKS fetches triggered by unknown keys (ms, default 10 000). */
   readonly minJwksRefetchMs?: number;
+  /**
+   * Local mode: how long the revocation stream may be down before calls are refused with UNAVAILABLE (ms,
+   * default 30 000; `Infinity` keeps admitting valid tokens with the revocations already known). Calls are
+   * refused until the stream is first up.
+   */
+  readonly maxRevocationStalenessMs?: number;
   /** Reconnect backoff for the revocation stream (ms; defaults 100 and 5000). */
   readonly minBackoffMs?: number;
   readonly maxBackoffMs?: number;
@@ -50,6 +56,8 @@ export interface Enforcer {
   close(): void;
 }
 
+export const DEFAULT_MAX_REVOCATION_STALENESS_MS = 30_000;
+
 /** Ends one admitted call with a status. */
 type EndCall = (code: grpc.status, details: string) => void;
 
@@ -58,7 +66,8 @@ type EndCall = (code: grpc.status, details: string) => void;
  * or an action the token lacks, or for a revoked grant are ended with UNAUTHENTICATED or PERMISSION_DENIED
  * before the handler runs. Admitted streaming calls are ended with PERMISSION_DENIED "access expired" at the
  * token's expiry and "access revoked" as soon as the grant's revocation arrives. Fails closed: when tokens
- * cannot be verified (no keys yet, jitgate unreachable in remote mode) calls get UNAVAILABLE.
+ * cannot be verified (no keys yet, jitgate unreachable in remote mode, revocations not followed for longer
+ * than `maxRevocationStalenessMs` in local mode) calls get UNAVAILABLE.
  */
 export function createEnforcer(opts: EnforcerOptions): Enforcer {
   const now = opts.now ?? Date.now;
@@ -82,6 +91,7 @@ export function createEnforcer(opts: EnforcerOptions): Enforcer {
       : localAdmission({
           keys,
           revocations,
+          maxRevocationStalenessMs: opts.maxRevocationStalenessMs ?? DEFAULT_MAX_REVOCATION_STALENESS_MS,
           actionOf: opts.actionOf,
           verify: {
             issuer: opts.issuer ?? "jitgate",

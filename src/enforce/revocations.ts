@@ -33,6 +33,8 @@ export class RevocationFeed {
   #closed = false;
   #subscribed: Promise<void>;
   #markSubscribed: () => void = () => undefined;
+  /** Since when the stream has been down (ms); -Infinity until the first subscription, undefined while live. */
+  #downSince: number | undefined = -Infinity;
 
   constructor(client: RevocationSource, opts: RevocationFeedOptions) {
     this.#client = client;
@@ -56,6 +58,14 @@ export class RevocationFeed {
     return false;
   }
 
+  /**
+   * How long revocations may have been missed (ms): 0 while the stream is live, Infinity before it was ever
+   * live, else the time since it went down.
+   */
+  unknownForMs(): number {
+    return this.#downSince === undefined ? 0 : this.#opts.now() - this.#downSince;
+  }
+
   /** The last revocation seq received: where a reconnect resumes. */
   get lastSeq(): string {
     return this.#lastSeq;
@@ -74,11 +84,13 @@ export class RevocationFeed {
     this.#stream = this.#client.watchRevocations(this.#lastSeq, {
       subscribed: () => {
         this.#attempt = 0;
+        this.#downSince = undefined;
         this.#markSubscribed();
       },
       revoked: (r) => this.#record(r),
       ended: () => {
         this.#stream = undefined;
+        this.#downSince ??= this.#opts.now();
         if (!this.#closed) this.#scheduleReconnect();
       },
     });

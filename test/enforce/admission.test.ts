@@ -29,13 +29,14 @@ describe("local admission", () => {
       .sign(privateKey);
   });
 
-  function admitter(now: () => number, revoked: Set<string>) {
+  function admitter(now: () => number, revoked: Set<string>, stream = { downForMs: 0 }) {
     const keys = new KeyCache({ jwks: async () => jwks }, { now });
     return localAdmission({
       actionOf: (path) => (path === "/o/Read" ? "read" : undefined),
-      revocations: { isRevoked: (id: string) => revoked.has(id) } as unknown as RevocationFeed,
+      revocations: { isRevoked: (id: string) => revoked.has(id), unknownForMs: () => stream.downForMs } as unknown as RevocationFeed,
       keys,
       verify: { issuer: "jitgate", audience: "orders", now },
+      maxRevocationStalenessMs: 30_000,
     });
   }
   const call = (bearer: string) => {
@@ -44,6 +45,22 @@ describe("local admission", () => {
     return { methodPath: "/o/Read", metadata, deadline: Infinity, sourceIp: undefined };
   };
   const code = (a: Admission) => (a.admitted ? "ADMITTED" : grpc.status[a.code]);
+
+  test("a valid token is refused (UNAVAILABLE) while revocations have not been followed for too long", async () => {
+    const stream = { downForMs: 0 };
+    const admit = admitter(() => T0 + 1_000, new Set(), stream);
+    assert.equal(code(await admit(call(token))), "ADMITTED");
+    stream.downForMs = 30_000;
+    assert.equal(code(await admit(call(token))), "ADMITTED", "a jitgate restart within the limit is ridden out");
+    stream.downForMs = 30_001;
+    const refused = await admit(call(token));
+    assert.equal(code(refused), "UNAVAILABLE");
+    assert.match(refused.admitted ? "" : refused.details, /revocations cannot be followed/);
+    stream.downForMs = Infinity;
+    assert.equal(code(await admit(call(token))), "UNAVAILABLE", "never followed yet");
+    stream.downForMs = 0;
+    assert.equal(code(await admit(call(token))), "ADMITTED");
+  });
 
   test("a cached token is still refused once its grant is revoked, and once it expires", async () => {
     let now = T0 + 1_000;

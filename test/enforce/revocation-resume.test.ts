@@ -104,3 +104,45 @@ test("a service that starts after a grant was revoked refuses its still-unexpire
     await removeDir(dataDir);
   }
 });
+
+test("with jitgate gone longer than the staleness limit the service refuses (UNAVAILABLE), and admits again once it is back", async () => {
+  const dataDir = await tempDir("jitgate-enforce-");
+  let jitgate: Jitgate = await startTestJitgate(dataDir);
+  const address = jitgate.address;
+  const client = api(address);
+  const serviceToken = await tokenFor(dataDir, "orders-service", []);
+  const { token } = await orderReadGrant(client.as(await tokenFor(dataDir, "fay", ["engineering"])));
+  const enforcer = createEnforcer({
+    jitgate: { address, credentials: grpc.credentials.createInsecure() },
+    callMetadata: () => bearerMetadata(serviceToken),
+    audience: "orders",
+    actionOf: (path) => ORDERS_ACTIONS[path],
+    maxRevocationStalenessMs: 300,
+    minBackoffMs: 100,
+    maxBackoffMs: 200,
+  });
+  const orders = await startOrdersService(enforcer);
+  try {
+    await enforcer.ready();
+    await orders.call("Read", token);
+    await jitgate.close();
+    await refusedWithin(5000, () => orders.call("Read", token), grpc.status.UNAVAILABLE);
+    jitgate = await startTestJitgate(dataDir, { listen: address });
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const ok = await orders.call("Read", token).then(
+        () => true,
+        () => false,
+      );
+      if (ok) break;
+      if (Date.now() > deadline) assert.fail("not admitted again within 10 s of jitgate's return");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    await orders.close();
+    enforcer.close();
+    client.close();
+    await jitgate.close();
+    await removeDir(dataDir);
+  }
+});

@@ -79,3 +79,24 @@ test("after close, an ended stream is not reopened", async () => {
   source.latest.on.ended(new Error("cancelled"));
   await assert.rejects(source.opens(2, 200));
 });
+
+test("how long revocations may have been missed: forever before the first subscription, then since the stream went down", async () => {
+  let now = 5_000_000;
+  const source = new FakeSource();
+  const feed = new RevocationFeed(source, { now: () => now, onRevoked: () => undefined, minBackoffMs: 10, maxBackoffMs: 10 });
+  void feed.start();
+  assert.equal(feed.unknownForMs(), Infinity);
+  source.latest.on.subscribed();
+  assert.equal(feed.unknownForMs(), 0);
+  source.latest.on.ended(new Error("jitgate went away"));
+  now += 1_500;
+  assert.equal(feed.unknownForMs(), 1_500);
+  await source.opens(2);
+  source.latest.on.ended(new Error("still away"));
+  now += 1_000;
+  assert.equal(feed.unknownForMs(), 2_500, "measured from the first failure, not the last");
+  await source.opens(3);
+  source.latest.on.subscribed();
+  assert.equal(feed.unknownForMs(), 0);
+  feed.close();
+});
