@@ -24,14 +24,15 @@ export npm_config_nodedir = $(firstword $(wildcard $(NODE_HOME)/node_modules/nod
 endif
 DEPS := node_modules/.package-lock.json
 
-.PHONY: help run dev demo test check typecheck lint policy-check policy-test bundle opa capabilities bench clean
+.PHONY: help run dev demo test check typecheck lint policy-check policy-test bundle opa capabilities bench enforce-package clean
 help:
-	@echo "make run     install what is missing, build the policy bundle, start jitgate on 127.0.0.1:8443"
+	@echo "make run     install what is missing, build the policy bundle, start jitgate on 127.0.0.1:7443"
 	@echo "make test    everything CI runs: policy checks and tests, type checks, lint, unit and end-to-end tests"
 	@echo "make dev     like run, and rebuild the bundle whenever a file under policies/ changes"
 	@echo "make bundle  compile policies/ to $(BUNDLE)"
 	@echo "make demo    the whole story on loopback: request, approvals, token, calls, revocation"
 	@echo "make bench   benchmarks (figures in README.md)"
+	@echo "make enforce-package  build the enforcement library for services as dist/jitgate-enforce-<version>.tgz"
 
 $(NODE_DEP):
 	@echo "node: the machine's node is $(or $(SYSTEM_NODE_MAJOR),missing); installing Node $(NODE_VERSION) into tools/node"
@@ -94,5 +95,8 @@ bench: $(BUNDLE) $(DEPS)
 	node bench/enforce.ts
 	node bench/check.ts
 
+enforce-package: $(DEPS)
+	node scripts/pack-enforce.ts
+
 clean:
-	rm -rf .build data $(BUNDLE)
+	rm -rf .build dist data $(BUNDLE)

@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { type ErrorCode, InvalidArgument, JitgateError, PermissionDenied, type ReasonDetail } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { errorDetailTypes } from "./proto.ts";
+import { errorDetailTypes } from "./error-details.ts";
 
 const CODE_OF: Readonly<Record<ErrorCode, grpc.status>> = {
   INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
