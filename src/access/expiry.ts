@@ -4,6 +4,9 @@
 import { audit } from "./audit.ts";
 import type { AccessDeps } from "./deps.ts";
 
+/** Expiries (and, apart, timeouts) recorded per transaction: one write never grows with the length of an outage. */
+export const DUE_PER_PASS = 500;
+
 /** Longest sleep: other processes sharing the store may add earlier due times that nobody tells us of. */
 const MAX_SLEEP_MS = 1_000;
 
@@ -29,9 +32,11 @@ export class ExpiryScheduler {
     clearTimeout(this.#timer);
     let wait = MAX_SLEEP_MS;
     try {
-      if (this.#isDue()) this.runDue();
+      // A backlog (after an outage) is recorded a batch per turn of the event loop, so checks go on meanwhile.
+      const backlog = this.#isDue() && this.#wasFull(this.runDue());
       const due = this.#deps.store.nextDue();
-      if (due !== undefined) wait = Math.min(MAX_SLEEP_MS, Math.max(0, due - this.#deps.clock.now()));
+      if (backlog) wait = 0;
+      else if (due !== undefined) wait = Math.min(MAX_SLEEP_MS, Math.max(0, due - this.#deps.clock.now()));
     } catch (err) {
       this.#onError(err);
     }
@@ -43,15 +48,19 @@ export class ExpiryScheduler {
     return due !== undefined && due <= this.#deps.clock.now();
   }
 
-  /** One pass: every grant expiry and request timeout due by now, in one transaction. Returns the counts. */
+  #wasFull(counts: { grants: number; requests: number }): boolean {
+    return counts.grants === DUE_PER_PASS || counts.requests === DUE_PER_PASS;
+  }
+
+  /** One pass: up to DUE_PER_PASS grant expiries and request timeouts due by now, in one transaction. Returns the counts. */
   runDue(): { grants: number; requests: number } {
     const { store, clock } = this.#deps;
     const now = clock.now();
     const counts = store.transaction(() => {
-      const expired = store.recordExpiries(now);
+      const expired = store.recordExpiries(now, DUE_PER_PASS);
       for (const e of expired)
         store.appendAudit(audit.grant("GRANT_EXPIRED", { at: e.at, actor: "jitgate", grant: e.grant, reason: "expired" }));
-      const timedOut = store.expirePending(now, "timed out waiting for approvals");
+      const timedOut = store.expirePending(now, "timed out waiting for approvals", DUE_PER_PASS);
       for (const r of timedOut)
         store.appendAudit(audit.request("REQUEST_EXPIRED", { at: r.pendingUntil, actor: "jitgate", request: r, reason: r.stateReason }));
       return { grants: expired.length, requests: timedOut.length };

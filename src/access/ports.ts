@@ -106,10 +106,10 @@ export interface AccessWrites {
   revokeGrant(id: string, at: number, by: string, reason: string): GrantEvent | undefined;
   /** Revokes every grant of the subject that is live at `at`. */
   revokeGrantsOf(subject: string, at: number, by: string, reason: string): readonly GrantEvent[];
-  /** Records an EXPIRED event for each grant whose expiry is at or before `now` and not yet recorded. */
-  recordExpiries(now: number): readonly GrantEvent[];
+  /** Records an EXPIRED event for each grant whose expiry is at or before `now` and not yet recorded, earliest first, at most `limit`. */
+  recordExpiries(now: number, limit?: number): readonly GrantEvent[];
   /** Moves PENDING requests whose pendingUntil is at or before `now` to EXPIRED; returns them as they now are. */
-  expirePending(now: number, stateReason: string): readonly AccessRequest[];
+  expirePending(now: number, stateReason: string, limit?: number): readonly AccessRequest[];
   appendAudit(entry: AuditEntry): void;
 }
 

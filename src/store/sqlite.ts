@@ -33,6 +33,9 @@ export interface SqliteStoreOptions {
 /** Health probes in a row that may find another process holding the write lock before the store counts as unwritable. */
 export const BUSY_PROBES_UNTIL_UNWRITABLE = 3;
 
+/** Expiries or timeouts recorded per call when the caller names no limit: a long outage is caught up in steps. */
+const DUE_PER_CALL = 1_000;
+
 /** At most this many events per grantEventsAfter call, whatever the caller asks. */
 const MAX_EVENTS_PER_READ = 10_000;
 
@@ -241,17 +244,17 @@ export class SqliteStore implements AccessStore {
     });
   }
 
-  recordExpiries(now: number): readonly GrantEvent[] {
+  recordExpiries(now: number, limit = DUE_PER_CALL): readonly GrantEvent[] {
     return this.#write(() => {
-      const rows = this.#sql.markDueExpiries.all(now);
+      const rows = this.#sql.markDueExpiries.all(now, limit);
       // Each event carries the moment the grant really expired, not when the sweep noticed.
       return sortByExpiry(rows).map((row) => this.#appendEvent("EXPIRED", row.expires_at, grantOf(row)));
     });
   }
 
-  expirePending(now: number, stateReason: string): readonly AccessRequest[] {
+  expirePending(now: number, stateReason: string, limit = DUE_PER_CALL): readonly AccessRequest[] {
     return this.#write(() => {
-      const rows = this.#sql.expireDuePending.all(stateReason, now);
+      const rows = this.#sql.expireDuePending.all(stateReason, now, limit);
       return this.#requestsWithReviews(sortByDeadline(rows));
     });
   }

@@ -36,7 +36,7 @@ export interface Statements {
   readonly insertRequest: Statement<[Params]>;
   readonly insertReview: Statement<[Params]>;
   readonly decideRequest: Statement<[Params]>;
-  readonly expireDuePending: Statement<[string, number], RequestRow>;
+  readonly expireDuePending: Statement<[string, number, number], RequestRow>;
   readonly grantById: Statement<[string], GrantRow>;
   readonly liveGrantsOf: Statement<[string, number], GrantRow>;
   readonly liveGrantsOn: Statement<[string, string, number], LiveGrantRow>;
@@ -44,7 +44,7 @@ export interface Statements {
   readonly insertGrantEvent: Statement<[string, string, number]>;
   readonly revokeLiveGrant: Statement<[Params], GrantRow>;
   readonly revokeLiveGrantsOf: Statement<[Params], GrantRow>;
-  readonly markDueExpiries: Statement<[number], GrantRow>;
+  readonly markDueExpiries: Statement<[number, number], GrantRow>;
   readonly grantEventsAfter: Statement<[number, number], GrantEventRow>;
   readonly latestGrantEventSeq: Statement<[], number>;
   readonly nextDue: Statement<[], number | null>;
@@ -77,8 +77,9 @@ export function prepareStatements(db: Database): Statements {
         "grant_id = coalesce(@grant_id, grant_id) WHERE id = @id AND state = @from",
     ),
     expireDuePending: db.prepare(
-      "UPDATE requests SET state = 'EXPIRED', decided_at = pending_until, state_reason = ? " +
-        `WHERE state = 'PENDING' AND pending_until > 0 AND pending_until <= ? RETURNING ${REQUEST_COLUMNS}`,
+      "UPDATE requests SET state = 'EXPIRED', decided_at = pending_until, state_reason = ? WHERE id IN (" +
+        "SELECT id FROM requests WHERE state = 'PENDING' AND pending_until > 0 AND pending_until <= ? ORDER BY pending_until LIMIT ?) " +
+        `RETURNING ${REQUEST_COLUMNS}`,
     ),
     grantById: db.prepare(`SELECT ${GRANT_COLUMNS} FROM grants WHERE id = ?`),
     liveGrantsOf: db.prepare(
@@ -99,7 +100,8 @@ export function prepareStatements(db: Database): Statements {
     ),
     // The UPDATE is the claim: in one immediate transaction, only the process that flips the flag emits the event.
     markDueExpiries: db.prepare(
-      "UPDATE grants SET expiry_recorded = 1 WHERE revoked_at IS NULL AND expiry_recorded = 0 AND expires_at <= ? " +
+      "UPDATE grants SET expiry_recorded = 1 WHERE id IN (" +
+        "SELECT id FROM grants WHERE revoked_at IS NULL AND expiry_recorded = 0 AND expires_at <= ? ORDER BY expires_at LIMIT ?) " +
         `RETURNING ${GRANT_COLUMNS}`,
     ),
     grantEventsAfter: db.prepare(

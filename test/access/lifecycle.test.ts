@@ -13,6 +13,8 @@ import { PolicyEngine } from "../../src/policy/engine.ts";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite.ts";
 import { parseTokenConfig, TokenService } from "../../src/tokens/index.ts";
 import { REAL_BUNDLE, removeDir, tempDir } from "../support/bundles.ts";
+import { DUE_PER_PASS } from "../../src/access/expiry.ts";
+import { storeGrant } from "../store/fixtures.ts";
 
 const T0 = Date.UTC(2026, 10, 23, 10, 0, 0);
 const engine = new PolicyEngine();
@@ -177,6 +179,19 @@ describe("access lifecycle", () => {
     assert.equal(access.revokeSubject(admin, "alice", "incident INC-9").length, 2);
     assert.equal(access.listGrants({ subject: "alice" }, { size: 50, token: "" }).items.length, 0);
     assert.equal(access.listGrants({ subject: "alice", includeInactive: true }, { size: 50, token: "" }).items.length, 3);
+  });
+
+  test("a backlog of expiries after an outage is recorded in bounded passes, each grant once", () => {
+    const backlog = DUE_PER_PASS + 20;
+    store.transaction(() => {
+      for (let i = 0; i < backlog; i++) storeGrant(store, { id: `g${i}`, subject: `s${i}`, expiresAt: T0 + 1_000 + i });
+    });
+    now = T0 + 3_600_000;
+    assert.deepEqual(access.expiry.runDue(), { grants: DUE_PER_PASS, requests: 0 });
+    assert.deepEqual(access.expiry.runDue(), { grants: 20, requests: 0 });
+    assert.deepEqual(access.expiry.runDue(), { grants: 0, requests: 0 });
+    const expired = store.grantEventsAfter(0, 10_000).filter((e) => e.kind === "EXPIRED");
+    assert.equal(new Set(expired.map((e) => e.grant.id)).size, backlog);
   });
 
   test("expiry events are recorded at the expiry time and reach watchers; each once", () => {

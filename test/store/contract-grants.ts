@@ -115,6 +115,20 @@ export function grantContract(open: () => ContractStore): void {
       assert.deepEqual(store.recordExpiries(T0 + 3 * MINUTE), []);
       assert.deepEqual(summary(store.recordExpiries(T0 + 5 * MINUTE)), [["EXPIRED", "g3", T0 + 5 * MINUTE]]);
     });
+
+    test("a backlog of expiries is recorded earliest first, at most `limit` per call", () => {
+      storeGrant(store, { id: "late", expiresAt: T0 + 3 * MINUTE });
+      storeGrant(store, { id: "early", expiresAt: T0 + MINUTE });
+      storeGrant(store, { id: "middle", expiresAt: T0 + 2 * MINUTE });
+      assert.deepEqual(
+        summary(store.recordExpiries(T0 + 10 * MINUTE, 2)).map(([, id]) => id),
+        ["early", "middle"],
+      );
+      assert.deepEqual(
+        summary(store.recordExpiries(T0 + 10 * MINUTE, 2)).map(([, id]) => id),
+        ["late"],
+      );
+    });
   });
 
   describe("grant event feed", () => {
