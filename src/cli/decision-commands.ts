@@ -9,6 +9,7 @@ import { InvalidArgument } from "../errors.ts";
 import { DECISIONS_FILE, MAX_DECISIONS_PER_READ, withDecisionsReadOnly, type DecisionFilter } from "../store/decision-store.ts";
 import { EXIT } from "./exit.ts";
 import { table } from "./format.ts";
+import { parseTime, TIME_FORMS } from "./time.ts";
 
 interface DecisionFlags {
   db?: string;
@@ -20,19 +21,6 @@ interface DecisionFlags {
   denied?: boolean;
   limit: string;
   json?: boolean;
-}
-
-const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/;
-
-/** An RFC 3339 time, or a duration (30m, 1h, 7d) meaning that long before `now`; in ms. */
-export function parseTimeFlag(flag: string, text: string, now: number): number {
-  const ago = /^(\d+)(s|m|h|d)$/.exec(text.trim());
-  if (ago) return now - Number(ago[1]) * UNIT_MS[ago[2] as keyof typeof UNIT_MS];
-  const ms = RFC3339.test(text.trim()) ? Date.parse(text.trim()) : Number.NaN;
-  if (Number.isNaN(ms))
-    throw new InvalidArgument(flag, `'${text}' is neither an RFC 3339 time (2026-11-23T10:00:00Z) nor a duration (30m, 1h, 7d)`);
-  return ms;
 }
 
 function parseLimit(text: string): number {
@@ -51,8 +39,8 @@ function filterOf(o: DecisionFlags, now: number): DecisionFilter {
   return {
     ...(o.subject !== undefined && { subject: o.subject }),
     ...(o.decisionId !== undefined && { decisionId: o.decisionId }),
-    ...(o.since !== undefined && { since: parseTimeFlag("--since", o.since, now) }),
-    ...(o.until !== undefined && { until: parseTimeFlag("--until", o.until, now) }),
+    ...(o.since !== undefined && { since: parseTime("--since", o.since, now) }),
+    ...(o.until !== undefined && { until: parseTime("--until", o.until, now) }),
     ...(o.denied === true && { allow: false }),
   };
 }
@@ -87,8 +75,8 @@ export function registerDecisionCommands(program: Command): void {
     .option("--data-dir <dir>", `the server's data directory (env JITGATE_DATA_DIR, default ${DEFAULTS.dataDir})`)
     .option("--subject <id>", "only decisions about this subject")
     .option("--decision-id <id>", "only this decision")
-    .option("--since <time>", "only decisions at or after this RFC 3339 time, or this long ago (30m, 1h, 7d)")
-    .option("--until <time>", "only decisions before this RFC 3339 time, or this long ago")
+    .option("--since <time>", `only decisions at or after this time: ${TIME_FORMS}`)
+    .option("--until <time>", "only decisions before this time")
     .option("--denied", "only denials")
     .option("--limit <n>", `at most this many (up to ${MAX_DECISIONS_PER_READ})`, "100")
     .option("--json", "print one JSON object per line")

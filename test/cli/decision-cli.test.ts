@@ -141,7 +141,7 @@ describe("jitgate decisions", () => {
   test("a bad option is INVALID_ARGUMENT naming it, exit 2", () => {
     const since = jitgate(["--db", file, "--since", "yesterday"]);
     assert.equal(since.status, 2);
-    assert.match(since.stderr, /INVALID_ARGUMENT: --since: 'yesterday' is neither an RFC 3339 time/);
+    assert.match(since.stderr, /INVALID_ARGUMENT: --since: "yesterday" is not a time; give an RFC 3339 time/);
     const limit = jitgate(["--db", file, "--limit", "0"]);
     assert.equal(limit.status, 2);
     assert.match(limit.stderr, /INVALID_ARGUMENT: --limit:/);
