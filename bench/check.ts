@@ -47,7 +47,7 @@ const jg = api(jitgate.address);
 const bl = api(baseline.address);
 const holder = jg.as(await tokenFor(dataDir, "tess", ["engineering"]));
 await orderReadGrant(holder);
-const serviceToken = await tokenFor(dataDir, "svc-orders", ["services"]);
+const serviceToken = await tokenFor(dataDir, "svc-orders", ["jitgate-checkers"]);
 const callers: [string, Caller][] = [
   ["baseline", bl.as(serviceToken)],
   ["jitgate", jg.as(serviceToken)],

@@ -106,6 +106,7 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
         feed: new ChangeFeed(store),
         adminGroups: config.adminGroups,
         auditorGroups: config.auditorGroups,
+        checkerGroups: config.checkerGroups,
         tokens,
         decisions,
       },

@@ -22,6 +22,7 @@ export interface ServeConfig {
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly adminGroups: readonly string[];
   readonly auditorGroups: readonly string[];
+  readonly checkerGroups: readonly string[];
   readonly tokens: TokenConfig;
   /** Where Prometheus metrics and the health endpoint are served over HTTP; undefined: not served. */
   readonly metricsListen: { readonly host: string; readonly port: number } | undefined;
@@ -67,6 +68,7 @@ export interface ServeFlags {
   oidcClockTolerance?: string;
   adminGroups?: string;
   auditorGroups?: string;
+  checkerGroups?: string;
   tokenTtl?: string;
   tokenAlg?: string;
   tokenIssuer?: string;
@@ -88,6 +90,7 @@ export const DEFAULTS = {
   logLevel: "info",
   adminGroups: "jitgate-admins",
   auditorGroups: "jitgate-auditors",
+  checkerGroups: "jitgate-checkers",
   metricsListen: "127.0.0.1:9464",
   decisionRetention: "30d",
   decisionQueue: "100000",
@@ -143,6 +146,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
       .filter(Boolean);
   const adminGroups = groupList(pick(flags.adminGroups, "JITGATE_ADMIN_GROUPS", DEFAULTS.adminGroups));
   const auditorGroups = groupList(pick(flags.auditorGroups, "JITGATE_AUDITOR_GROUPS", DEFAULTS.auditorGroups));
+  const checkerGroups = groupList(pick(flags.checkerGroups, "JITGATE_CHECKER_GROUPS", DEFAULTS.checkerGroups));
   const metricsListen = pick(flags.metricsListen, "JITGATE_METRICS_LISTEN", DEFAULTS.metricsListen);
   const metrics = metricsListen === "off" ? undefined : parseListen(metricsListen, "--metrics-listen (JITGATE_METRICS_LISTEN)");
   if (metrics && !tls && !isLoopback(metrics.host))
@@ -174,6 +178,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
     tls,
     adminGroups: Object.freeze(adminGroups),
     auditorGroups: Object.freeze(auditorGroups),
+    checkerGroups: Object.freeze(checkerGroups),
     tokens: parseTokenConfig(
       {
         dataDir,

@@ -2,7 +2,7 @@
 // bound to the dependencies it runs on.
 import { NotFound, PermissionDenied } from "../errors.ts";
 import { audit } from "./audit.ts";
-import { type CheckInput, type CheckResult, check } from "./check.ts";
+import { type CheckInput, type CheckResult, check, checkAs } from "./check.ts";
 import { type AccessDeps, mayReadAudit } from "./deps.ts";
 import { ExpiryScheduler } from "./expiry.ts";
 import { revokeGrant, revokeSubject } from "./grants.ts";
@@ -64,6 +64,11 @@ export class Access {
 
   check(input: CheckInput): CheckResult {
     return check(this.deps, input);
+  }
+
+  /** A check asked by `caller`, who may ask only about themselves unless a checker, admin or auditor. */
+  checkAs(caller: Caller, input: CheckInput): CheckResult {
+    return checkAs(this.deps, caller, input);
   }
 
   /** A check that presents an access token instead of naming a subject. */

@@ -1,8 +1,8 @@
 // Check: may this subject do this action on this resource now? One indexed read of the subject's live
 // grants on the resource, then the policy, synchronously: nothing can change between the two. Every check
 // leaves a decision record (handed to the decision sink, which writes it later in a batch).
-import { JitgateError, type ReasonDetail } from "../errors.ts";
-import type { AccessDeps } from "./deps.ts";
+import { JitgateError, PermissionDenied, type ReasonDetail } from "../errors.ts";
+import { type AccessDeps, mayCheck } from "./deps.ts";
 import type { Caller, DecisionRecord } from "./model.ts";
 import { checkInput, millis } from "./policy-input.ts";
 
@@ -40,6 +40,22 @@ export function check(deps: AccessDeps, input: CheckInput): CheckResult {
   }
   recordDecision(deps, started, question, result);
   return result;
+}
+
+/**
+ * A check on behalf of `caller`: who may learn whether a subject has access is jitgate's rule, not the policy's.
+ * A refused attempt is recorded too (someone probing others' access is what auditors look for).
+ */
+export function checkAs(deps: AccessDeps, caller: Caller, input: CheckInput): CheckResult {
+  if (!mayCheck(deps, caller, input.subject.id)) {
+    const started = performance.now();
+    const reason = { code: "caller_may_not_check", message: "the caller may check only its own access" };
+    const question = { caller: caller.id, subject: input.subject.id, resource: input.resource, action: input.action };
+    recordDecision(deps, started, question, refusal(deps, deps.clock.now(), reason));
+    const groups = [...deps.checkerGroups, ...deps.adminGroups, ...deps.auditorGroups].join(", ");
+    throw new PermissionDenied(`${caller.id} may check only its own access; checking others is for members of ${groups}`);
+  }
+  return check(deps, { ...input, caller: caller.id });
 }
 
 /** A denial decided before (or instead of) the policy. */

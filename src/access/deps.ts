@@ -14,6 +14,8 @@ export interface AccessDeps {
   readonly adminGroups: readonly string[];
   /** Groups whose members may read the audit trail (admins may too). */
   readonly auditorGroups: readonly string[];
+  /** Groups whose members (the services that enforce access) may check any subject; others only themselves. */
+  readonly checkerGroups: readonly string[];
   readonly tokens: TokenPort;
   /** Every access check's record goes here; it must return at once (see DecisionSink). */
   readonly decisions: DecisionSink;
@@ -25,4 +27,9 @@ export function isAdmin(deps: AccessDeps, caller: Caller): boolean {
 
 export function mayReadAudit(deps: AccessDeps, caller: Caller): boolean {
   return isAdmin(deps, caller) || caller.groups.some((g) => deps.auditorGroups.includes(g));
+}
+
+/** Whether `caller` may ask about `subject`'s access: themselves, or as a checker, admin or auditor. */
+export function mayCheck(deps: AccessDeps, caller: Caller, subject: string): boolean {
+  return caller.id === subject || caller.groups.some((g) => deps.checkerGroups.includes(g)) || mayReadAudit(deps, caller);
 }

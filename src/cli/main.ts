@@ -47,6 +47,10 @@ program
     `groups that may read the audit trail over gRPC (env JITGATE_AUDITOR_GROUPS, default ${DEFAULTS.auditorGroups})`,
   )
   .option(
+    "--checker-groups <list>",
+    `groups (the services enforcing access) that may check any subject; others only themselves (env JITGATE_CHECKER_GROUPS, default ${DEFAULTS.checkerGroups})`,
+  )
+  .option(
     "--metrics-listen <host:port>",
     `Prometheus /metrics and /healthz over HTTP, or off (env JITGATE_METRICS_LISTEN, default ${DEFAULTS.metricsListen})`,
   )

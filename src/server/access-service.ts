@@ -74,7 +74,7 @@ export function accessServiceHandlers(
     CancelAccessRequest: unary((caller, req) => withGrant(access.cancel(caller, v.requiredName(req, "id"), v.optionalText(req, "reason")))),
     Check: unary(async (caller, req) => {
       const input = { ...v.checkInput(req), caller: caller.id };
-      return checkToWire(input.subject ? access.check({ ...input, subject: input.subject }) : await access.checkToken(input));
+      return checkToWire(input.subject ? access.checkAs(caller, { ...input, subject: input.subject }) : await access.checkToken(input));
     }),
     IssueToken: unary(async (caller, req) => {
       const t = await access.issueToken(caller, v.requiredName(req, "grant_id"));

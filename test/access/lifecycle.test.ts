@@ -69,6 +69,7 @@ describe("access lifecycle", () => {
         feed: new ChangeFeed(store),
         adminGroups: ["jitgate-admins"],
         auditorGroups: ["auditors"],
+        checkerGroups: ["services"],
         tokens,
         decisions: { record: (d) => decisions.push(d) },
       },

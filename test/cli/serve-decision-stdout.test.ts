@@ -31,13 +31,19 @@ describe("jitgate serve --decision-log -", () => {
       child.once("exit", (code) => fail(new Error(`serve exited ${code}: ${stderr}`)));
     });
     const client = api(address);
-    const caller = client.as(await tokenFor(dataDir, "svc", []));
     const ids: string[] = [];
-    for (const action of ["read", "write", "read"]) {
-      const r = await caller.call("Check", { subject: "tess", resource: "db/orders", action, context: { source_ip: "10.1.2.3" } });
-      ids.push(r.decision_id);
+    try {
+      const caller = client.as(await tokenFor(dataDir, "svc", ["jitgate-checkers"]));
+      for (const action of ["read", "write", "read"]) {
+        const r = await caller.call("Check", { subject: "tess", resource: "db/orders", action, context: { source_ip: "10.1.2.3" } });
+        ids.push(r.decision_id);
+      }
+    } catch (err) {
+      child.kill("SIGKILL");
+      throw err;
+    } finally {
+      client.close();
     }
-    client.close();
     const exited = once(child, "exit");
     child.kill("SIGTERM");
     assert.deepEqual((await exited)[0], 0);

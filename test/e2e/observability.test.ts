@@ -38,8 +38,9 @@ describe("observability", () => {
     const decisionLines = join(dataDir, "decisions.jsonl");
     const jitgate = await startTestJitgate(dataDir, { decisionLog: decisionLines });
     const client = api(jitgate.address);
+    let closed = false;
     try {
-      const service = client.as(await tokenFor(dataDir, "svc-orders", ["services"]));
+      const service = client.as(await tokenFor(dataDir, "svc-orders", ["jitgate-checkers"]));
       const holder = client.as(await tokenFor(dataDir, "tess", ["engineering"]));
       const { grantId } = await orderReadGrant(holder);
       const answered = new Map<string, { subject: string; action: string; allow: boolean }>();
@@ -65,6 +66,7 @@ describe("observability", () => {
       assert.equal(jitgate.decisionLog.dropped, 0);
       client.close();
       await jitgate.close();
+      closed = true;
 
       const rows = readRows<{ decision_id: string; caller: string; subject: string; action: string; allow: number; grant_id: string }>(
         join(dataDir, DECISIONS_FILE),
@@ -89,6 +91,7 @@ describe("observability", () => {
       assert.ok(lines.every((l) => l.path === "jit/check/decision"));
     } finally {
       client.close();
+      if (!closed) await jitgate.close();
       await removeDir(dataDir);
     }
   });

@@ -274,8 +274,9 @@ describe("on a trail written by the access domain (real policy, fake clock)", ()
     const store = openSqliteStore(file);
     const deps = { store, policy: engine, clock: { now: () => now }, newId: () => `id-${++ids}`, feed: new ChangeFeed(store) };
     const decisions = { record: () => {} }; // checks are not what this trail is about
-    const access = new Access({ ...deps, adminGroups: ["jitgate-admins"], auditorGroups: [], tokens, decisions }, (err) =>
-      assert.fail(String(err)),
+    const access = new Access(
+      { ...deps, adminGroups: ["jitgate-admins"], auditorGroups: [], checkerGroups: [], tokens, decisions },
+      (err) => assert.fail(String(err)),
     );
     const pending = access.requestAccess(alice, writeOrders);
     now = T0 + MINUTE;
