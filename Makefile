@@ -79,7 +79,7 @@ lint: $(DEPS)
 check: policy-check policy-test typecheck lint
 
 test: check $(BUNDLE)
-	node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout "test/**/*.test.ts"
+	node --test --test-concurrency=1 --test-timeout=120000 --test-force-exit --test-reporter=spec --test-reporter-destination=stdout "test/**/*.test.ts"
 
 run: $(BUNDLE) $(DEPS)
 	./bin/jitgate serve --dev
