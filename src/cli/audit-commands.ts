@@ -67,7 +67,13 @@ export function registerAuditCommands(program: Command): void {
 
 async function verifyCommand(o: VerifyFlags): Promise<void> {
   const file = databaseFile(o);
-  const report = verifyAuditChain(file);
+  const lines = o.checkpoints === undefined ? [] : await readCheckpoints(resolve(o.checkpoints));
+  // One read of the file: the chain, and the stored hashes at the seqs the checkpoints name.
+  const { report, hashes } = withReadOnlyDatabase(file, AUDIT_CHAIN_VERSION, "the audit chain", (db) => {
+    const hashAt = readAuditHashAt(db);
+    const named = lines.flatMap((l) => ("checkpoint" in l ? [[l.checkpoint.seq, hashAt(l.checkpoint.seq)] as const] : []));
+    return { report: verifyAuditChain(db), hashes: new Map(named) };
+  });
   if (!report.ok) {
     process.stderr.write(`audit chain broken at #${report.seq}: ${report.reason}\n`);
     process.exit(EXIT.denied);
@@ -76,12 +82,7 @@ async function verifyCommand(o: VerifyFlags): Promise<void> {
   process.stdout.write(`audit chain intact: ${report.rows} entries, head ${head}\n`);
   if (o.checkpoints === undefined) return;
 
-  const lines = await readCheckpoints(resolve(o.checkpoints));
   const keys = await trustedKeys(o);
-  const hashes = withReadOnlyDatabase(file, AUDIT_CHAIN_VERSION, "the audit chain", (db) => {
-    const hashAt = readAuditHashAt(db);
-    return new Map(lines.flatMap((l) => ("checkpoint" in l ? [[l.checkpoint.seq, hashAt(l.checkpoint.seq)] as const] : [])));
-  });
   const checked = await verifyCheckpoints(lines, { head: report.head, hashAt: (seq) => hashes.get(seq) }, keys);
   if (!checked.ok) {
     process.stderr.write(`audit checkpoints: line ${checked.line} of ${o.checkpoints}: ${checked.reason}\n`);

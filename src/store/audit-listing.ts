@@ -27,6 +27,23 @@ function decodeToken(token: string): number {
   throw new InvalidArgument("page_token", "is not a token from a previous page of audit entries");
 }
 
+/**
+ * The statement for a filter's shape (parameters @after, @limit, and @subject, @resource, @since, @until when
+ * given). A subject's entries are a UNION of two walks in seq order, audit_by_subject and audit_by_actor, that
+ * SQLite merges (dropping entries where the subject is both) and LIMIT stops early; an OR would collect every
+ * entry of the subject and sort them.
+ */
+export function auditListingSql(filter: AuditFilter): string {
+  const where = ["seq > @after"];
+  if (filter.resource !== undefined) where.push("resource = @resource");
+  if (filter.since !== undefined) where.push("at >= @since");
+  if (filter.until !== undefined) where.push("at < @until");
+  const select = (extra?: string) =>
+    `SELECT ${CHAINED_AUDIT_COLUMNS}, hash FROM audit WHERE ${[extra, ...where].filter(Boolean).join(" AND ")}`;
+  const rows = filter.subject === undefined ? select() : `${select("subject = @subject")} UNION ${select("actor = @subject")}`;
+  return `${rows} ORDER BY seq LIMIT @limit`;
+}
+
 export class AuditListing {
   readonly #db: Database;
   readonly #shapes = new Map<string, Statement<[Params], Row>>();
@@ -37,39 +54,22 @@ export class AuditListing {
 
   page(filter: AuditFilter, page: Page): PageOf<StoredAuditEntry> {
     const size = pageSize(page.size);
-    const where = ["seq > @after"];
     const params: Params = { after: decodeToken(page.token), limit: size + 1 };
-    // Subject OR actor: two indexed lookups (audit_by_subject, audit_by_actor) merged, not a scan of the trail.
-    if (filter.subject !== undefined) {
-      where.push("seq IN (SELECT seq FROM audit WHERE subject = @subject UNION SELECT seq FROM audit WHERE actor = @subject)");
-      params.subject = filter.subject;
-    }
-    if (filter.resource !== undefined) {
-      where.push("resource = @resource");
-      params.resource = filter.resource;
-    }
-    if (filter.since !== undefined) {
-      where.push("at >= @since");
-      params.since = filter.since;
-    }
-    if (filter.until !== undefined) {
-      where.push("at < @until");
-      params.until = filter.until;
-    }
-    const rows = this.#statement(where).all(params);
+    if (filter.subject !== undefined) params.subject = filter.subject;
+    if (filter.resource !== undefined) params.resource = filter.resource;
+    if (filter.since !== undefined) params.since = filter.since;
+    if (filter.until !== undefined) params.until = filter.until;
+    const rows = this.#statement(auditListingSql(filter)).all(params);
     const more = rows.length > size;
     if (more) rows.length = size;
     return { items: rows.map(storedAuditEntryOf), next: more ? encodeToken((rows[size - 1] as Row).seq) : "" };
   }
 
-  #statement(where: readonly string[]): Statement<[Params], Row> {
-    const key = where.join(" AND ");
-    let statement = this.#shapes.get(key);
+  #statement(sql: string): Statement<[Params], Row> {
+    let statement = this.#shapes.get(sql);
     if (statement === undefined) {
-      statement = this.#db.prepare<[Params], Row>(
-        `SELECT ${CHAINED_AUDIT_COLUMNS}, hash FROM audit WHERE ${key} ORDER BY seq LIMIT @limit`,
-      );
-      this.#shapes.set(key, statement);
+      statement = this.#db.prepare<[Params], Row>(sql);
+      this.#shapes.set(sql, statement);
     }
     return statement;
   }

@@ -1,7 +1,10 @@
 // Auditors' questions over a store file ("who had access to what, when, approved by whom, and why"): plain
 // queries over an open Database, so they run as well on a read-only connection to a backup as on a live store.
 import type { Database } from "better-sqlite3";
-import { AUDIT_CHAIN_VERSION } from "./audit-chain.ts";
+import type { StoredAuditEntry } from "../access/model.ts";
+import { AUDIT_CHAIN_VERSION, CHAINED_AUDIT_COLUMNS, type ChainedAuditRow } from "./audit-chain.ts";
+import { AuditListing, auditListingSql } from "./audit-listing.ts";
+import { MAX_PAGE_SIZE } from "./listing.ts";
 
 /**
  * The schema these queries need. Version 3 only adds the indexes that make them fast; on a version-2 file (an
@@ -31,25 +34,10 @@ export interface WhoHadRow {
 }
 
 /** One audit entry, with `details` parsed (or its stored text if that is not JSON: a tampered row still shows). */
-export interface AuditRecord {
-  seq: number;
-  at: number;
-  kind: string;
-  actor: string;
-  subject: string;
-  resource: string;
-  request_id: string | null;
-  grant_id: string | null;
-  reason: string;
-  policy_revision: string;
-  details: unknown;
-  hash: string | null;
-}
+export type AuditRecord = Omit<ChainedAuditRow, "details" | "prev_hash"> & { details: unknown; hash: string | null };
 
 /** An exported entry: also prev_hash, so the file can be checked link by link against the chain. */
-export interface ExportedAuditRecord extends AuditRecord {
-  prev_hash: string | null;
-}
+export type ExportedAuditRecord = AuditRecord & { prev_hash: string | null };
 
 export interface HistoryFilter {
   /** Entries at or after this time (ms). */
@@ -108,28 +96,46 @@ export function whoHad(db: Database, resource: string, at: number): WhoHadRow[] 
   });
 }
 
-const RECORD_COLUMNS = "seq, at, kind, actor, subject, resource, request_id, grant_id, reason, policy_revision, details, hash";
-const EXPORT_COLUMNS = RECORD_COLUMNS.replace(", hash", ", prev_hash, hash");
+const EXPORT_COLUMNS = `${CHAINED_AUDIT_COLUMNS}, hash`;
 
 type Stored<T> = Omit<T, "details"> & { details: string };
 
-// A UNION of two walks in seq order (audit_by_subject, audit_by_actor) that SQLite merges, dropping the entries
-// where S is both; LIMIT then stops the merge early. An OR would collect every entry of S and sort them.
-export const HISTORY_SQL = `
-SELECT ${RECORD_COLUMNS} FROM audit WHERE subject = @who AND at >= @since AND at < @until
-UNION
-SELECT ${RECORD_COLUMNS} FROM audit WHERE actor = @who AND at >= @since AND at < @until
-ORDER BY seq LIMIT @limit`;
+/** The statement a subject's history runs: the audit listing's subject walk (see auditListingSql). */
+export const HISTORY_SQL = auditListingSql({ subject: "", since: 0, until: 0 });
 
-/** Entries about `subject` or done by `subject` (as actor), oldest (lowest seq) first. */
+/** Entries about `subject` or done by `subject` (as actor), oldest (lowest seq) first: the audit listing, page by page. */
 export function history(db: Database, subject: string, filter: HistoryFilter = {}): AuditRecord[] {
-  const params = {
-    who: subject,
-    since: filter.since ?? Number.MIN_SAFE_INTEGER,
-    until: filter.until ?? Number.MAX_SAFE_INTEGER,
-    limit: filter.limit ?? -1, // SQLite: a negative limit is none
-  };
-  return db.prepare<[typeof params], Stored<AuditRecord>>(HISTORY_SQL).all(params).map(parsed);
+  const listing = new AuditListing(db);
+  const records: AuditRecord[] = [];
+  const wanted = filter.limit ?? Infinity;
+  let token = "";
+  do {
+    const range = {
+      ...(filter.since === undefined ? {} : { since: filter.since }),
+      ...(filter.until === undefined ? {} : { until: filter.until }),
+    };
+    const page = listing.page({ subject, ...range }, { size: Math.min(MAX_PAGE_SIZE, wanted - records.length), token });
+    records.push(...page.items.map(recordOf));
+    token = page.next;
+  } while (token !== "" && records.length < wanted);
+  return records;
+}
+
+function recordOf(e: StoredAuditEntry): AuditRecord {
+  return parsed({
+    seq: e.seq,
+    at: e.at,
+    kind: e.kind,
+    actor: e.actor,
+    subject: e.subject,
+    resource: e.resource,
+    request_id: e.requestId ?? null,
+    grant_id: e.grantId ?? null,
+    reason: e.reason,
+    policy_revision: e.policyRevision,
+    details: e.detailsJson,
+    hash: e.hash === "" ? null : e.hash,
+  });
 }
 
 /**

@@ -5,6 +5,7 @@ import { after, before, describe, test } from "node:test";
 import type { DecisionRecord } from "../../src/access/model.ts";
 import { DECISIONS_FILE, openDecisionStore } from "../../src/store/decision-store.ts";
 import { ROOT, removeDir, tempDir } from "../support/bundles.ts";
+import { aDecisionRecord } from "../decisions/fixtures.ts";
 
 const JITGATE = join(ROOT, "bin", "jitgate");
 const MINUTE = 60_000;
@@ -21,19 +22,8 @@ function jitgate(args: string[], env: Record<string, string> = {}) {
 }
 
 function aDecision(over: Partial<DecisionRecord> & { decisionId: string; at: number }): DecisionRecord {
-  return {
-    caller: "orders-service",
-    subject: "alice",
-    resource: "orders-db",
-    action: "read",
-    allow: true,
-    reasons: [{ code: "grant", message: "an active grant allows it" }],
-    policyRevision: "rev-1",
-    grantId: "g-1",
-    tokenId: "",
-    latencyUs: 420,
-    ...over,
-  };
+  const grant = { code: "grant", message: "an active grant allows it" };
+  return aDecisionRecord({ reasons: [grant], grantId: "g-1", latencyUs: 420, ...over });
 }
 
 const OLD_ALLOW = aDecision({ decisionId: "dec-old", at: NOW - 120 * MINUTE });

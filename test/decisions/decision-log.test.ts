@@ -8,8 +8,8 @@ import type { DecisionRecord } from "../../src/access/model.ts";
 import { DecisionLog, type DecisionLines, type DecisionLogOptions, type DecisionWriter } from "../../src/decisions/decision-log.ts";
 import { Unavailable } from "../../src/errors.ts";
 import { openDecisionStore, type DecisionStore } from "../../src/store/decision-store.ts";
+import { aDecisionRecord, T0 } from "./fixtures.ts";
 
-const T0 = Date.UTC(2026, 10, 23, 9, 0, 0);
 const DAY = 24 * 60 * 60 * 1000;
 const dir = mkdtempSync(join(tmpdir(), "jitgate-decision-log-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -17,21 +17,7 @@ let files = 0;
 const freshStore = (): DecisionStore => openDecisionStore(join(dir, `decisions-${++files}.db`));
 
 function aDecision(n: number, over: Partial<DecisionRecord> = {}): DecisionRecord {
-  return {
-    decisionId: `d${n}`,
-    at: T0 + n,
-    caller: "orders-service",
-    subject: "alice",
-    resource: "orders-db",
-    action: "read",
-    allow: true,
-    reasons: [],
-    policyRevision: "rev-1",
-    grantId: "g1",
-    tokenId: "",
-    latencyUs: 100,
-    ...over,
-  };
+  return aDecisionRecord({ decisionId: `d${n}`, at: T0 + n, ...over });
 }
 
 /** A writer that keeps what it was given, one array per batch, and fails while `failing` says so. */

@@ -7,28 +7,23 @@ import { after, describe, test } from "node:test";
 import type { DecisionRecord } from "../../src/access/model.ts";
 import { FailedPrecondition } from "../../src/errors.ts";
 import { DECISION_PATH, openJsonLinesSink } from "../../src/decisions/json-lines.ts";
+import { aDecisionRecord, T0 } from "./fixtures.ts";
 
-const T0 = Date.UTC(2026, 10, 23, 9, 0, 0);
 const LABELS = { id: "4ca636c1-55e4-417a-b1d8-4aceb67960d1", version: "0.1.0" };
 const dir = mkdtempSync(join(tmpdir(), "jitgate-json-lines-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 function aDecision(n: number, over: Partial<DecisionRecord> = {}): DecisionRecord {
-  return {
+  const grant = { code: "grant", message: "an active grant allows it" };
+  return aDecisionRecord({
     decisionId: `d${n}`,
     at: T0 + n,
-    caller: "orders-service",
-    subject: "alice",
-    resource: "orders-db",
-    action: "read",
-    allow: true,
-    reasons: [{ code: "grant", message: "an active grant allows it" }],
+    reasons: [grant],
     policyRevision: "rev-7",
-    grantId: "g1",
     tokenId: "jti-1",
     latencyUs: 250,
     ...over,
-  };
+  });
 }
 
 const linesOf = (file: string) =>

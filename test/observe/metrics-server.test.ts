@@ -166,19 +166,14 @@ describe("metrics server failures and shutdown", () => {
     }
   });
 
-  test("an IPv6 host is written in brackets", async (t) => {
-    let server: RunningMetricsServer;
-    try {
-      server = await startMetricsServer({
-        host: "::1",
-        port: 0,
-        metrics: new JitgateMetrics(sources()),
-        health: () => ({ serving: true, policy: { ready: true }, store: { writable: true } }),
-      });
-    } catch {
-      t.skip("no IPv6 loopback here");
-      return;
-    }
+  test("an IPv6 host is written in brackets", async () => {
+    // These machines have an IPv6 loopback; where one has none, this fails rather than passing unseen.
+    const server = await startMetricsServer({
+      host: "::1",
+      port: 0,
+      metrics: new JitgateMetrics(sources()),
+      health: () => ({ serving: true, policy: { ready: true }, store: { writable: true } }),
+    });
     try {
       assert.match(server.url, /^http:\/\/\[::1\]:\d+\/metrics$/);
       assert.equal((await fetch(server.url)).status, 200);

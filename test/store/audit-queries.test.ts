@@ -369,10 +369,10 @@ describe("query plans (migration 3)", () => {
   });
 
   test("history merges two walks in seq order, by subject and by actor", () => {
-    const plan = withRaw(file, (db) => planOf(db, HISTORY_SQL, { who: "a", since: 0, until: 1, limit: 5 }));
+    const plan = withRaw(file, (db) => planOf(db, HISTORY_SQL, { subject: "a", after: 0, since: 0, until: 1, limit: 5 }));
     assert.match(plan, /MERGE \(UNION\)/);
-    assert.match(plan, /SEARCH audit USING INDEX audit_by_subject \(subject=\?\)/);
-    assert.match(plan, /SEARCH audit USING INDEX audit_by_actor \(actor=\?\)/);
+    assert.match(plan, /SEARCH audit USING INDEX audit_by_subject \(subject=\? AND seq>\?\)/);
+    assert.match(plan, /SEARCH audit USING INDEX audit_by_actor \(actor=\? AND seq>\?\)/);
     assert.doesNotMatch(plan, /TEMP B-TREE/);
   });
 

@@ -8,28 +8,16 @@ import type { DecisionRecord } from "../../src/access/model.ts";
 import { FailedPrecondition, Unavailable } from "../../src/errors.ts";
 import { DECISIONS_FILE, openDecisionStore, withDecisionsReadOnly } from "../../src/store/decision-store.ts";
 import { openSqliteStore } from "../../src/store/sqlite.ts";
+import { aDecisionRecord, T0 } from "../decisions/fixtures.ts";
 
-const T0 = Date.UTC(2026, 10, 23, 9, 0, 0);
 const dir = mkdtempSync(join(tmpdir(), "jitgate-decisions-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
 const freshFile = () => join(dir, `decisions-${++files}.db`);
 
 function aDecision(over: Partial<DecisionRecord> & { decisionId: string }): DecisionRecord {
-  return {
-    at: T0,
-    caller: "orders-service",
-    subject: "alice",
-    resource: "orders-db",
-    action: "read",
-    allow: true,
-    reasons: [{ code: "grant", message: "an active grant allows it", grant_id: "g1" }],
-    policyRevision: "rev-1",
-    grantId: "g1",
-    tokenId: "",
-    latencyUs: 420,
-    ...over,
-  };
+  const grant = { code: "grant", message: "an active grant allows it", grant_id: "g1" };
+  return aDecisionRecord({ reasons: [grant], latencyUs: 420, ...over });
 }
 
 const ids = (ds: readonly DecisionRecord[]) => ds.map((d) => d.decisionId);
