@@ -53,6 +53,12 @@ export class AuditListing {
   }
 
   page(filter: AuditFilter, page: Page): PageOf<StoredAuditEntry> {
+    const { rows, next } = this.rows(filter, page);
+    return { items: rows.map(storedAuditEntryOf), next };
+  }
+
+  /** A page as the rows are stored (for offline tools that show them as they are). */
+  rows(filter: AuditFilter, page: Page): { rows: AuditRow[]; next: string } {
     const size = pageSize(page.size);
     const params: Params = { after: decodeToken(page.token), limit: size + 1 };
     if (filter.subject !== undefined) params.subject = filter.subject;
@@ -62,7 +68,7 @@ export class AuditListing {
     const rows = this.#statement(auditListingSql(filter)).all(params);
     const more = rows.length > size;
     if (more) rows.length = size;
-    return { items: rows.map(storedAuditEntryOf), next: more ? encodeToken((rows[size - 1] as Row).seq) : "" };
+    return { rows, next: more ? encodeToken((rows[size - 1] as Row).seq) : "" };
   }
 
   #statement(sql: string): Statement<[Params], Row> {

@@ -1,7 +1,6 @@
 // Auditors' questions over a store file ("who had access to what, when, approved by whom, and why"): plain
 // queries over an open Database, so they run as well on a read-only connection to a backup as on a live store.
 import type { Database } from "better-sqlite3";
-import type { StoredAuditEntry } from "../access/model.ts";
 import { AUDIT_CHAIN_VERSION, CHAINED_AUDIT_COLUMNS, type ChainedAuditRow } from "./audit-chain.ts";
 import { AuditListing, auditListingSql } from "./audit-listing.ts";
 import { MAX_PAGE_SIZE } from "./listing.ts";
@@ -114,28 +113,11 @@ export function history(db: Database, subject: string, filter: HistoryFilter = {
       ...(filter.since === undefined ? {} : { since: filter.since }),
       ...(filter.until === undefined ? {} : { until: filter.until }),
     };
-    const page = listing.page({ subject, ...range }, { size: Math.min(MAX_PAGE_SIZE, wanted - records.length), token });
-    records.push(...page.items.map(recordOf));
+    const page = listing.rows({ subject, ...range }, { size: Math.min(MAX_PAGE_SIZE, wanted - records.length), token });
+    records.push(...page.rows.map(({ prev_hash: _, ...row }) => parsed<AuditRecord>(row)));
     token = page.next;
   } while (token !== "" && records.length < wanted);
   return records;
-}
-
-function recordOf(e: StoredAuditEntry): AuditRecord {
-  return parsed({
-    seq: e.seq,
-    at: e.at,
-    kind: e.kind,
-    actor: e.actor,
-    subject: e.subject,
-    resource: e.resource,
-    request_id: e.requestId ?? null,
-    grant_id: e.grantId ?? null,
-    reason: e.reason,
-    policy_revision: e.policyRevision,
-    details: e.detailsJson,
-    hash: e.hash === "" ? null : e.hash,
-  });
 }
 
 /**
