@@ -24,7 +24,8 @@ const service = (
 const serviceToken = await issueDevToken({
   dataDir: values["data-dir"] as string,
   subject: "orders-service",
-  groups: [],
+  // Following revocations is for the services that enforce access: jitgate's checker group (--checker-groups).
+  groups: ["jitgate-checkers"],
   ttlSeconds: 86_400,
 });
 const enforcer = createEnforcer({

@@ -8,6 +8,7 @@ import { ExpiryScheduler } from "./expiry.ts";
 import { revokeGrant, revokeSubject } from "./grants.ts";
 import type { AccessRequest, Caller, Grant, GrantEvent, StoredAuditEntry } from "./model.ts";
 import type { AuditFilter, GrantFilter, Page, PageOf, RequestFilter } from "./ports.ts";
+import { mayFollowRevocations, mayReadRequest, readableGrantFilter, readableRequests, requestReadRefusal } from "./read-scope.ts";
 import { type RequestAccessInput, requestAccess } from "./request.ts";
 import { cancelRequest, type ReviewInput, reviewRequest } from "./review.ts";
 import { checkToken, type IssuedAccessToken, issueToken, type TokenCheckInput } from "./tokens.ts";
@@ -44,14 +45,20 @@ export class Access {
     return requestAccess(this.deps, caller, input);
   }
 
-  getRequest(id: string): AccessRequest {
+  /** A request `caller` may read (see read-scope.ts); to anyone else an unknown and a hidden request look alike. */
+  getRequest(caller: Caller, id: string): AccessRequest {
     const request = this.deps.store.request(id);
-    if (!request) throw new NotFound(`access request ${id} does not exist`);
+    if (!request) {
+      if (mayReadAudit(this.deps, caller)) throw new NotFound(`access request ${id} does not exist`);
+      throw requestReadRefusal(id);
+    }
+    if (!mayReadRequest(this.deps, caller, request, this.deps.clock.now())) throw requestReadRefusal(id);
     return request;
   }
 
-  listRequests(filter: RequestFilter, page: Page): PageOf<AccessRequest> {
-    return this.deps.store.requests(filter, page);
+  /** The requests `caller` may read, newest first; a page may be short (see readableRequests). */
+  listRequests(caller: Caller, filter: RequestFilter, page: Page): PageOf<AccessRequest> {
+    return readableRequests(this.deps, caller, filter, page);
   }
 
   review(caller: Caller, input: ReviewInput): AccessRequest {
@@ -105,8 +112,9 @@ export class Access {
     return this.deps.tokens.jwks();
   }
 
-  /** Revocations after `afterSeq` (undefined: from now), for verifiers of tokens. */
-  watchRevocations(afterSeq: number | undefined, deliver: (event: GrantEvent) => void, ended?: () => void): () => void {
+  /** Revocations after `afterSeq` (undefined: from now), for verifiers of tokens (checkers, admins, auditors). */
+  watchRevocations(caller: Caller, afterSeq: number | undefined, deliver: (event: GrantEvent) => void, ended?: () => void): () => void {
+    mayFollowRevocations(this.deps, caller);
     return this.deps.feed.subscribe(afterSeq ?? this.latestGrantEventSeq(), { matches: (e) => e.kind === "REVOKED", deliver, ended });
   }
 
@@ -121,9 +129,12 @@ export class Access {
     return grant;
   }
 
-  /** Active grants by default; all of them with `includeInactive`; those active at `activeAt` if given. */
-  listGrants(filter: GrantFilter & { includeInactive?: boolean }, page: Page): PageOf<Grant> {
-    const { includeInactive, ...rest } = filter;
+  /**
+   * Active grants by default; all of them with `includeInactive`; those active at `activeAt` if given. Only
+   * those `caller` may read: their own, or all for checkers, admins and auditors.
+   */
+  listGrants(caller: Caller, filter: GrantFilter & { includeInactive?: boolean }, page: Page): PageOf<Grant> {
+    const { includeInactive, ...rest } = readableGrantFilter(this.deps, caller, filter);
     const activeAt = rest.activeAt ?? (includeInactive ? undefined : this.deps.clock.now());
     return this.deps.store.grants({ ...rest, ...(activeAt === undefined ? {} : { activeAt }) }, page);
   }
@@ -141,8 +152,12 @@ export class Access {
     return this.deps.store.latestGrantEventSeq();
   }
 
-  /** Grant events after `afterSeq`, filtered; returns the unsubscribe function. */
-  watchGrants(watch: GrantWatch, deliver: (event: GrantEvent) => void, ended?: () => void): () => void {
+  /**
+   * Grant events after `afterSeq` (the replay of history included), filtered, and only of the grants `caller`
+   * may read; returns the unsubscribe function.
+   */
+  watchGrants(caller: Caller, requested: GrantWatch, deliver: (event: GrantEvent) => void, ended?: () => void): () => void {
+    const watch = readableGrantFilter(this.deps, caller, requested);
     const from = watch.afterSeq ?? this.latestGrantEventSeq();
     return this.deps.feed.subscribe(from, {
       matches: (e) => (!watch.subject || e.grant.subject === watch.subject) && (!watch.resource || e.grant.resource === watch.resource),

@@ -2,7 +2,8 @@
 // grants on the resource, then the policy, synchronously: nothing can change between the two. Every check
 // leaves a decision record (handed to the decision sink, which writes it later in a batch).
 import { JitgateError, PermissionDenied, type ReasonDetail } from "../errors.ts";
-import { type AccessDeps, mayCheck } from "./deps.ts";
+import { type AccessDeps, mayCheckOthers } from "./deps.ts";
+import { displayId } from "./identities.ts";
 import type { Caller, DecisionRecord } from "./model.ts";
 import { checkInput, millis } from "./policy-input.ts";
 
@@ -43,19 +44,36 @@ export function check(deps: AccessDeps, input: CheckInput): CheckResult {
 }
 
 /**
- * A check on behalf of `caller`: who may learn whether a subject has access is jitgate's rule, not the policy's.
- * A refused attempt is recorded too (someone probing others' access is what auditors look for).
+ * A check on behalf of `caller`: who may learn whether a subject has access, and whose word counts for the
+ * subject's groups, are jitgate's rules, not the policy's. Checker services, admins and auditors may ask about
+ * anyone, with the groups they send; anyone else only about themselves (the exact verified id), checked with
+ * all their verified groups (those they send must be among them: a group they add is refused, never trusted). A refused attempt is recorded too
+ * (someone probing others' access, or claiming groups, is what auditors look for).
  */
 export function checkAs(deps: AccessDeps, caller: Caller, input: CheckInput): CheckResult {
-  if (!mayCheck(deps, caller, input.subject.id)) {
-    const started = performance.now();
-    const reason = { code: "caller_may_not_check", message: "the caller may check only its own access" };
+  if (mayCheckOthers(deps, caller)) return check(deps, { ...input, caller: caller.id });
+  const trusted = [...deps.checkerGroups, ...deps.adminGroups, ...deps.auditorGroups].join(", ");
+  const refuse = (code: string, message: string, error: string): never => {
     const question = { caller: caller.id, subject: input.subject.id, resource: input.resource, action: input.action };
-    recordDecision(deps, started, question, refusal(deps, deps.clock.now(), reason));
-    const groups = [...deps.checkerGroups, ...deps.adminGroups, ...deps.auditorGroups].join(", ");
-    throw new PermissionDenied(`${caller.id} may check only its own access; checking others is for members of ${groups}`);
+    recordDecision(deps, performance.now(), question, refusal(deps, deps.clock.now(), { code, message }));
+    throw new PermissionDenied(error);
+  };
+  if (input.subject.id !== caller.id) {
+    refuse(
+      "caller_may_not_check",
+      "the caller may check only its own access",
+      `${displayId(caller.id)} may check only its own access; checking others is for members of ${trusted}`,
+    );
   }
-  return check(deps, { ...input, caller: caller.id });
+  const claimed = input.subject.groups.filter((g) => !caller.groups.includes(g));
+  if (claimed.length > 0) {
+    refuse(
+      "caller_may_not_assert_groups",
+      "the caller named groups its identity does not carry",
+      `subject_groups are taken only from members of ${trusted}; a caller checking itself is checked with the groups its identity carries, and ${displayId(caller.id)} does not carry ${claimed.map(displayId).join(", ")}`,
+    );
+  }
+  return check(deps, { ...input, subject: caller, caller: caller.id });
 }
 
 /** A denial decided before (or instead of) the policy. */

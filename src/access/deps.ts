@@ -29,7 +29,14 @@ export function mayReadAudit(deps: AccessDeps, caller: Caller): boolean {
   return isAdmin(deps, caller) || caller.groups.some((g) => deps.auditorGroups.includes(g));
 }
 
-/** Whether `caller` may ask about `subject`'s access: themselves, or as a checker, admin or auditor. */
-export function mayCheck(deps: AccessDeps, caller: Caller, subject: string): boolean {
-  return caller.id === subject || caller.groups.some((g) => deps.checkerGroups.includes(g)) || mayReadAudit(deps, caller);
+export function isChecker(deps: AccessDeps, caller: Caller): boolean {
+  return caller.groups.some((g) => deps.checkerGroups.includes(g));
+}
+
+/**
+ * Whether `caller` speaks for others' access: checker services, admins and auditors may ask about any
+ * subject, with the groups they know it by. Anyone else asks only about themselves, with their verified groups.
+ */
+export function mayCheckOthers(deps: AccessDeps, caller: Caller): boolean {
+  return isChecker(deps, caller) || mayReadAudit(deps, caller);
 }

@@ -2,10 +2,11 @@
 // stored plan and the reviews so far, all read and written in one transaction, so two reviewers acting at
 // once (even from two jitgate processes) are counted one after the other.
 import { FailedPrecondition, NotFound, PermissionDenied } from "../errors.ts";
-import { formatReason } from "../policy/entrypoints.ts";
+import { formatReason, type PolicyReason } from "../policy/entrypoints.ts";
 import { audit } from "./audit.ts";
 import type { AccessDeps } from "./deps.ts";
 import { newGrant } from "./grants.ts";
+import { displayId, samePerson } from "./identities.ts";
 import type { AccessRequest, Caller, ReviewDecision } from "./model.ts";
 import { reviewInput } from "./policy-input.ts";
 
@@ -20,9 +21,16 @@ export function reviewRequest(deps: AccessDeps, caller: Caller, input: ReviewInp
   const result = deps.store.transaction(() => {
     const request = pendingRequest(deps, input.requestId, now);
     if (!request.ok) return request;
+    const refused = separationOfDuties(request.value, caller);
+    if (refused) {
+      throw new PermissionDenied(`${displayId(caller.id)} may not review request ${input.requestId}`, [formatReason(refused)], {
+        reasons: [refused],
+        requestId: input.requestId,
+      });
+    }
     const { result: verdict, revision } = deps.policy.reviewVerdict(reviewInput(request.value, caller, input.decision, now));
     if (!verdict.allowed) {
-      throw new PermissionDenied(`${caller.id} may not review request ${input.requestId}`, verdict.reasons.map(formatReason), {
+      throw new PermissionDenied(`${displayId(caller.id)} may not review request ${input.requestId}`, verdict.reasons.map(formatReason), {
         reasons: verdict.reasons,
         revision,
         requestId: input.requestId,
@@ -56,7 +64,7 @@ export function reviewRequest(deps: AccessDeps, caller: Caller, input: ReviewInp
         now,
       );
     if (verdict.outcome === "denied")
-      decide(deps, r, "DENIED", `denied by ${caller.id}${input.comment ? `: ${input.comment}` : ""}`, now, caller.id);
+      decide(deps, r, "DENIED", `denied by ${displayId(caller.id)}${input.comment ? `: ${input.comment}` : ""}`, now, caller.id);
     return { ok: true as const, value: r };
   });
   if (!result.ok) throw result.error;
@@ -70,14 +78,34 @@ export function cancelRequest(deps: AccessDeps, caller: Caller, requestId: strin
     const request = pendingRequest(deps, requestId, now);
     if (!request.ok) return request;
     if (request.value.requester.id !== caller.id) {
-      throw new PermissionDenied(`only the requester (${request.value.requester.id}) may cancel request ${requestId}`);
+      throw new PermissionDenied(`only the requester (${displayId(request.value.requester.id)}) may cancel request ${requestId}`);
     }
-    decide(deps, request.value, "CANCELLED", `cancelled by ${caller.id}${reason ? `: ${reason}` : ""}`, now, caller.id);
+    decide(deps, request.value, "CANCELLED", `cancelled by ${displayId(caller.id)}${reason ? `: ${reason}` : ""}`, now, caller.id);
     return { ok: true as const, value: request.value };
   });
   if (!result.ok) throw result.error;
   deps.feed.changed();
   return deps.store.request(requestId) as AccessRequest;
+}
+
+/**
+ * jitgate's own separation of duties, before the policy is asked: nobody whom a reader would take for the
+ * requester reviews, and nobody whom a reader would take for an earlier reviewer votes again (so one person
+ * cannot fill two "distinct approver" slots under look-alike ids). See identities.ts for "would take for".
+ */
+function separationOfDuties(request: AccessRequest, reviewer: Caller): PolicyReason | undefined {
+  if (samePerson(reviewer.id, request.requester.id)) {
+    return { code: "self_review", message: "requesters may not review their own request", requester: displayId(request.requester.id) };
+  }
+  const earlier = request.reviews.find((r) => samePerson(r.reviewer.id, reviewer.id));
+  if (earlier) {
+    return {
+      code: "already_reviewed",
+      message: "this reviewer has already reviewed the request",
+      reviewer: displayId(earlier.reviewer.id),
+    };
+  }
+  return undefined;
 }
 
 type Pending = { ok: true; value: AccessRequest } | { ok: false; error: Error };
@@ -102,7 +130,7 @@ function pendingRequest(deps: AccessDeps, id: string, now: number): Pending {
 
 function approve(deps: AccessDeps, request: AccessRequest, approvers: readonly string[], now: number): void {
   const grant = newGrant(deps, request, now);
-  const reason = `approved by ${approvers.join(", ")}`;
+  const reason = `approved by ${approvers.map(displayId).join(", ")}`;
   if (!deps.store.decideRequest(request.id, "PENDING", { state: "APPROVED", decidedAt: now, stateReason: reason, grantId: grant.id })) {
     throw new FailedPrecondition(`access request ${request.id} is no longer PENDING`);
   }

@@ -1,6 +1,7 @@
 // The local dev issuer behind `jitgate serve --dev` and `jitgate login`: an Ed25519 key pair kept in the data
 // directory (private JWK, mode 0600), created on first use and shared by every process using that directory.
 // Tokens it signs are for local development only; the server labels dev mode loudly at start-up.
+import { callerIdProblem, displayId } from "../access/identities.ts";
 import { randomUUID } from "node:crypto";
 import { constants, type Stats } from "node:fs";
 import { link, mkdir, open, rm } from "node:fs/promises";
@@ -51,10 +52,10 @@ export async function devPublicJwks(dataDir: string): Promise<JSONWebKeySet> {
 
 /** A signed dev token for `subject` with `groups`, accepted by a server running with `--dev` on `dataDir`. */
 export async function issueDevToken(request: DevTokenRequest): Promise<string> {
-  const subject = request.subject.trim();
-  if (subject === "" || subject.length > 256 || /[\p{Cc}\s]/u.test(subject)) {
-    throw new InvalidArgument("--as", `'${request.subject}' is not a usable subject (1-256 characters, no spaces)`);
-  }
+  // The same rule the server applies when it verifies the token: refused here, it fails at once and clearly.
+  const subject = request.subject;
+  const problem = callerIdProblem(subject);
+  if (problem !== undefined) throw new InvalidArgument("--as", `'${displayId(subject)}' is not a usable caller id: it ${problem}`);
   const groups = [...new Set(request.groups.map((g) => g.trim()).filter((g) => g !== ""))];
   for (const g of groups) {
     if (/[\p{Cc}\s,]/u.test(g) || g.length > 256) throw new InvalidArgument("--groups", `'${g}' is not a usable group name`);

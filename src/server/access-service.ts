@@ -64,10 +64,10 @@ export function accessServiceHandlers(
       if (!input.wait || request.state !== "PENDING") return withGrant(request);
       return withGrant(await decided(access, request.id, call));
     }),
-    GetAccessRequest: unary((_caller, req) => withGrant(access.getRequest(v.requiredName(req, "id")))),
-    ListAccessRequests: unary((_caller, req) => {
+    GetAccessRequest: unary((caller, req) => withGrant(access.getRequest(caller, v.requiredName(req, "id")))),
+    ListAccessRequests: unary((caller, req) => {
       const filter = { state: v.requestState(req), requester: v.optionalName(req, "requester"), resource: v.optionalName(req, "resource") };
-      const page = access.listRequests(filter, v.page(req));
+      const page = access.listRequests(caller, filter, v.page(req));
       return { requests: page.items.map(withGrant), next_page_token: page.next };
     }),
     ReviewAccessRequest: unary((caller, req) => withGrant(access.review(caller, v.reviewInput(req)))),
@@ -82,14 +82,14 @@ export function accessServiceHandlers(
     }),
     GetJwks: unary(async () => ({ jwks_json: JSON.stringify(await access.jwks()) })),
     WatchRevocations: (call: grpc.ServerWritableStream<Wire, unknown>) => watchRevocations(access, auth, clock, log, call),
-    ListGrants: unary((_caller, req) => {
+    ListGrants: unary((caller, req) => {
       const filter = {
         subject: v.optionalName(req, "subject"),
         resource: v.optionalName(req, "resource"),
         activeAt: v.asOf(req),
         includeInactive: req.include_inactive === true,
       };
-      const page = access.listGrants(filter, v.page(req));
+      const page = access.listGrants(caller, filter, v.page(req));
       return { grants: page.items.map((g) => grantToWire(g, clock.now())), next_page_token: page.next };
     }),
     ListAuditEntries: unary((caller, req) => {
@@ -129,7 +129,7 @@ async function serveEvents(
   auth: CallerAuthenticator,
   log: Logger,
   call: EventStream,
-  subscribe: (afterSeq: number, deliver: (event: GrantEvent) => void, ended: () => void) => () => void,
+  subscribe: (caller: Caller, afterSeq: number, deliver: (event: GrantEvent) => void, ended: () => void) => () => void,
   toWire: (event: GrantEvent) => object,
   startPoint: () => number = () => access.latestGrantEventSeq(),
 ) {
@@ -137,13 +137,14 @@ async function serveEvents(
   const arrivedAt = startPoint();
   const requestId = requestIdOf(call.metadata);
   try {
-    await auth.authenticate(call);
+    const caller = await auth.authenticate(call);
     const requested = Number(call.request.after_seq ?? 0);
     let lastSeq = requested > 0 ? requested : arrivedAt;
     // Headers first, in the same turn as the subscription below: nothing can slip in between, and replayed
     // events (which follow at once) come after them with the request id.
     call.sendMetadata(requestIdHeaders(requestId));
     const stop = subscribe(
+      caller,
       lastSeq,
       (event) => {
         if (call.cancelled) return;
@@ -172,7 +173,7 @@ function watchGrants(access: Access, auth: CallerAuthenticator, clock: Clock, lo
     auth,
     log,
     call,
-    (afterSeq, deliver, ended) => access.watchGrants({ ...filter(), afterSeq }, deliver, ended),
+    (caller, afterSeq, deliver, ended) => access.watchGrants(caller, { ...filter(), afterSeq }, deliver, ended),
     (e) => grantEventToWire(e, clock.now()),
   );
 }
@@ -184,7 +185,7 @@ function watchRevocations(access: Access, auth: CallerAuthenticator, clock: Cloc
     auth,
     log,
     call,
-    (afterSeq, deliver, ended) => access.watchRevocations(afterSeq, deliver, ended),
+    (caller, afterSeq, deliver, ended) => access.watchRevocations(caller, afterSeq, deliver, ended),
     (e) => {
       const g = grantEventToWire(e, clock.now()).grant;
       return {

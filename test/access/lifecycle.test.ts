@@ -110,7 +110,7 @@ describe("access lifecycle", () => {
     const pending = access.requestAccess(alice, writeOrders);
     now = pending.pendingUntil;
     assert.throws(() => access.review(bob, { requestId: pending.id, decision: "approve", comment: "" }), FailedPrecondition);
-    assert.equal(access.getRequest(pending.id).state, "EXPIRED");
+    assert.equal(access.getRequest(admin, pending.id).state, "EXPIRED");
     // A new request for the same thing is not a duplicate of the timed-out one.
     assert.equal(access.requestAccess(alice, writeOrders).state, "PENDING");
   });
@@ -157,7 +157,7 @@ describe("access lifecycle", () => {
       err.facts.reasons?.map((r) => r.code),
       ["break_glass_not_allowed"],
     );
-    assert.equal(access.getRequest(err.facts.requestId as string).state, "DENIED");
+    assert.equal(access.getRequest(admin, err.facts.requestId as string).state, "DENIED");
   });
 
   test("a retried request with the same client key returns the first one", () => {
@@ -178,8 +178,8 @@ describe("access lifecycle", () => {
     access.requestAccess(alice, readOrders);
     assert.throws(() => access.revokeSubject(bob, "alice", "incident"), PermissionDenied);
     assert.equal(access.revokeSubject(admin, "alice", "incident INC-9").length, 2);
-    assert.equal(access.listGrants({ subject: "alice" }, { size: 50, token: "" }).items.length, 0);
-    assert.equal(access.listGrants({ subject: "alice", includeInactive: true }, { size: 50, token: "" }).items.length, 3);
+    assert.equal(access.listGrants(admin, { subject: "alice" }, { size: 50, token: "" }).items.length, 0);
+    assert.equal(access.listGrants(admin, { subject: "alice", includeInactive: true }, { size: 50, token: "" }).items.length, 3);
   });
 
   test("a backlog of expiries after an outage is recorded in bounded passes, each grant once", () => {
@@ -197,7 +197,7 @@ describe("access lifecycle", () => {
 
   test("expiry events are recorded at the expiry time and reach watchers; each once", () => {
     const events: GrantEvent[] = [];
-    access.watchGrants({ subject: "alice" }, (e) => events.push(e));
+    access.watchGrants(admin, { subject: "alice" }, (e) => events.push(e));
     const grant = access.getGrant(access.requestAccess(alice, readOrders).grantId as string);
     access.deps.feed.tick();
     now = grant.expiresAt + 5_000;
@@ -225,16 +225,16 @@ describe("access lifecycle", () => {
     assert.deepEqual(access.expiry.runDue(), { grants: 0, requests: 1 });
     access.deps.feed.tick();
     assert.equal(decided, "EXPIRED");
-    assert.equal(access.getRequest(pending.id).decidedAt, pending.pendingUntil);
+    assert.equal(access.getRequest(admin, pending.id).decidedAt, pending.pendingUntil);
   });
 
   test("a watch from now hears only later events; one resuming after a seq hears exactly what followed", () => {
     access.requestAccess(alice, readOrders);
     access.requestAccess(alice, { ...readOrders, resource: "s3/analytics-exports", ticket: "" });
     const fromNow: GrantEvent[] = [];
-    access.watchGrants({}, (e) => fromNow.push(e));
+    access.watchGrants(admin, {}, (e) => fromNow.push(e));
     const resumed: GrantEvent[] = [];
-    access.watchGrants({ afterSeq: 1 }, (e) => resumed.push(e));
+    access.watchGrants(admin, { afterSeq: 1 }, (e) => resumed.push(e));
     const third = access.requestAccess({ id: "dave", groups: ["engineering"] }, readOrders);
     access.deps.feed.tick();
     assert.deepEqual(
@@ -331,7 +331,7 @@ describe("access lifecycle", () => {
     const g = access.requestAccess(alice, readOrders).grantId as string;
     now = T0 + 60_000;
     access.revokeGrant(admin, g, "incident");
-    const asOf = (t: number) => access.listGrants({ resource: "db/orders", activeAt: t }, { size: 50, token: "" }).items.map((x) => x.id);
+    const asOf = (t: number) => access.listGrants(admin, { resource: "db/orders", activeAt: t }, { size: 50, token: "" }).items.map((x) => x.id);
     assert.deepEqual(asOf(T0 - 1), []);
     assert.deepEqual(asOf(T0 + 30_000), [g]);
     assert.deepEqual(asOf(T0 + 60_000), []);

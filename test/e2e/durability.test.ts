@@ -108,7 +108,7 @@ describe("durability", () => {
     children.push(second.child);
     const secondApi = api(second.address);
     clients.push(secondApi);
-    const reader = secondApi.as(await tokenFor(dataDir, "auditor", []));
+    const reader = secondApi.as(await tokenFor(dataDir, "auditor", ["jitgate-auditors"]));
     const stored = new Map<string, AccessRequest>();
     for (const id of ids) stored.set(id, await reader.call("GetAccessRequest", { id }));
 

@@ -99,9 +99,13 @@ describe("error codes", () => {
     }
   });
 
-  test("an unknown request id is NOT_FOUND", async () => {
-    const failure = await failsWith(status.NOT_FOUND, erin.call("GetAccessRequest", { id: "no-such-request" }));
+  test("an unknown request id is NOT_FOUND (to those who may read every request)", async () => {
+    const auditor = await server.as("audrey", ["jitgate-auditors"]);
+    const failure = await failsWith(status.NOT_FOUND, auditor.call("GetAccessRequest", { id: "no-such-request" }));
     assert.match(failure.message, /no-such-request/);
+    // To anyone else an unknown request and someone else's look alike.
+    const hidden = await failsWith(status.PERMISSION_DENIED, erin.call("GetAccessRequest", { id: "no-such-request" }));
+    assert.match(hidden.message, /no-such-request is not one you may read/);
     await failsWith(status.NOT_FOUND, erin.call("ReviewAccessRequest", { id: "no-such-request", decision: "REVIEW_DECISION_APPROVE" }));
     await failsWith(status.NOT_FOUND, erin.call("RevokeGrant", { grant_id: "no-such-grant" }));
   });

@@ -35,7 +35,7 @@ describe("grants", () => {
   before(async () => {
     server = await startE2eServer();
     point = await resumePoint(server.jitgate.address, server.dataDir);
-    auditor = await server.as("auditor", []);
+    auditor = await server.as("auditor", ["jitgate-auditors"]);
   });
   after(() => server.close());
 

@@ -105,7 +105,7 @@ describe("access lifecycle", () => {
 
     const check = await alice.call("Check", {
       subject: "alice",
-      subject_groups: ["engineering", "dba"],
+      subject_groups: ["engineering"],
       resource: ORDERS,
       action: "write",
       context: FROM_OFFICE,

@@ -55,7 +55,7 @@ describe("access tokens", () => {
     assert.deepEqual([allowed.allow, allowed.grant_id], [true, grant.id]);
     assert.deepEqual(reasonCodes((await check("write")).reasons), ["action_not_in_token"]);
 
-    const revocations = watchRevocations(server.jitgate.address, await tokenFor(server.dataDir, "verifier", []));
+    const revocations = watchRevocations(server.jitgate.address, await tokenFor(server.dataDir, "verifier", ["jitgate-checkers"]));
     await revocations.live;
     await admin.call("RevokeGrant", { grant_id: grant.id, reason: "token test" });
     const event = await revocations.next;

@@ -68,7 +68,7 @@ describe("the @jitgate/enforce package", () => {
         PATH: process.env.PATH,
         JITGATE_ADDRESS: jitgate.address,
         ACCESS_TOKEN: token,
-        SERVICE_TOKEN: await tokenFor(dataDir, "orders-service", []),
+        SERVICE_TOKEN: await tokenFor(dataDir, "orders-service", ["jitgate-checkers"]),
         JWKS: jwks,
       },
     });

@@ -52,7 +52,7 @@ async function withHarness(
     return { caller, ...(await orderReadGrant(caller)) };
   };
   await before?.({ engineer, client });
-  const serviceToken = await tokenFor(dataDir, "orders-service", []);
+  const serviceToken = await tokenFor(dataDir, "orders-service", ["jitgate-checkers"]);
   const enforcer = createEnforcer({
     jitgate: { address, credentials: grpc.credentials.createInsecure() },
     callMetadata: () => bearerMetadata(serviceToken),

@@ -130,7 +130,9 @@ describe("dev issuer", () => {
     const dataDir = freshDir();
     const cases = [
       [{ subject: " ", groups: [], ttlSeconds: 60 }, "--as"],
-      [{ subject: "al ice", groups: [], ttlSeconds: 60 }, "--as"],
+      [{ subject: "alice ", groups: [], ttlSeconds: 60 }, "--as"],
+      [{ subject: "ali\u200Bce", groups: [], ttlSeconds: 60 }, "--as"],
+      [{ subject: "al\u00A0ice", groups: [], ttlSeconds: 60 }, "--as"],
       [{ subject: "alice", groups: ["a,b"], ttlSeconds: 60 }, "--groups"],
       [{ subject: "alice", groups: [], ttlSeconds: 0 }, "--ttl"],
       [{ subject: "alice", groups: [], ttlSeconds: 90_000 }, "--ttl"],

@@ -318,7 +318,7 @@ export class GrantWatch {
  */
 export async function resumePoint(address: string, dataDir: string): Promise<string> {
   const client = api(address);
-  const watch = client.as(await tokenFor(dataDir, "resume-point-watcher", [])).watch({});
+  const watch = client.as(await tokenFor(dataDir, "resume-point-watcher", ["jitgate-auditors"])).watch({});
   try {
     for (let i = 0; i < 20; i++) {
       const prober = client.as(await tokenFor(dataDir, `probe-${randomUUID()}`, ["analytics"]));
