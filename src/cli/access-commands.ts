@@ -32,7 +32,7 @@ async function withClient<T>(flags: Flags, fn: (c: JitgateClient) => Promise<T>)
 }
 
 function print(flags: Flags, value: unknown, human: () => string): void {
-  process.stdout.write(`${flags.json ? JSON.stringify(value, null, 2) : human()}\n`);
+  process.stdout.write(`${flags.json ? fmt.printableJson(value, 2) : human()}\n`);
 }
 const csv = (v: string | undefined) =>
   v
@@ -215,7 +215,7 @@ async function watch(o: Flags & { subject?: string; resource?: string; after: st
       stream.on("data", (e: Wire) => {
         failures = 0;
         after = String(e.seq);
-        process.stdout.write(`${o.json ? JSON.stringify(e) : fmt.grantEventLine(e)}\n`);
+        process.stdout.write(`${o.json ? fmt.printableJson(e) : fmt.grantEventLine(e)}\n`);
       });
       stream.on("error", (e: Error & { code?: number; details?: string }) => done(e));
       stream.on("end", () => done(undefined));

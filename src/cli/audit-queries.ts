@@ -11,7 +11,7 @@ import { STORE_FILE } from "../store/sqlite.ts";
 import type Database from "better-sqlite3";
 import { databaseFile, type DatabaseFlags } from "./audit-commands.ts";
 import { EXIT } from "./exit.ts";
-import { table } from "./format.ts";
+import { id, printableJson, table } from "./format.ts";
 import { parseTime, TIME_FORMS } from "./time.ts";
 
 type StoreFlags = DatabaseFlags;
@@ -65,20 +65,20 @@ const iso = (ms: number): string => new Date(ms).toISOString().replace(".000Z", 
 // Justifications and reasons are typed by requesters: never let them move an auditor's cursor, clear the screen or
 // reorder what is shown (bidi controls, Cf).
 const printable = (text: string): string => text.replace(/[\p{Cc}\p{Cf}]/gu, " ");
-const jsonLines = (records: readonly object[]): string => records.map((r) => `${JSON.stringify(r)}\n`).join("");
+const jsonLines = (records: readonly object[]): string => records.map((r) => `${printableJson(r)}\n`).join("");
 
 function whoHadTable(rows: readonly WhoHadRow[]): string {
   return table(
     ["SUBJECT", "GRANT", "ACTIONS", "CREATED", "EXPIRES", "REVOKED", "APPROVED BY", "REQUEST", "TICKET", "JUSTIFICATION"],
     rows.map((g) =>
       [
-        g.subject,
+        id(g.subject),
         g.break_glass ? `${g.grant_id} (break-glass)` : g.grant_id,
         g.actions.join(","),
         iso(g.created_at),
         iso(g.expires_at),
-        g.revoked_at === null ? "-" : `${iso(g.revoked_at)} by ${g.revoked_by ?? "?"}`,
-        g.approved_by.join(", "),
+        g.revoked_at === null ? "-" : `${iso(g.revoked_at)} by ${g.revoked_by === null ? "?" : id(g.revoked_by)}`,
+        g.approved_by.map(id).join(", "),
         g.request_id,
         g.ticket,
         g.justification,
@@ -91,7 +91,9 @@ function historyTable(records: readonly AuditRecord[]): string {
   return table(
     ["SEQ", "TIME", "KIND", "ACTOR", "SUBJECT", "RESOURCE", "REQUEST", "GRANT", "REASON"],
     records.map((r) =>
-      [`#${r.seq}`, iso(r.at), r.kind, r.actor, r.subject, r.resource, r.request_id ?? "-", r.grant_id ?? "-", r.reason].map(printable),
+      [`#${r.seq}`, iso(r.at), r.kind, id(r.actor), id(r.subject), r.resource, r.request_id ?? "-", r.grant_id ?? "-", r.reason].map(
+        printable,
+      ),
     ),
   );
 }
@@ -139,7 +141,7 @@ function exportAction(o: ExportFlags): void {
       let n = 0;
       let lastSeq: number | undefined;
       for (const record of exportAudit(db, filter)) {
-        pending += `${JSON.stringify(record)}\n`;
+        pending += `${printableJson(record)}\n`;
         n++;
         lastSeq = record.seq;
         if (pending.length >= EXPORT_CHUNK) {

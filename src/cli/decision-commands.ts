@@ -8,7 +8,7 @@ import { DEFAULTS } from "../config.ts";
 import { InvalidArgument } from "../errors.ts";
 import { DECISIONS_FILE, MAX_DECISIONS_PER_READ, withDecisionsReadOnly, type DecisionFilter } from "../store/decision-store.ts";
 import { EXIT } from "./exit.ts";
-import { table } from "./format.ts";
+import { id, printableJson, table } from "./format.ts";
 import { parseTime, TIME_FORMS } from "./time.ts";
 
 interface DecisionFlags {
@@ -56,10 +56,10 @@ export function decisionsTable(ds: readonly DecisionRecord[]): string {
     ds.map((d) => [
       new Date(d.at).toISOString(),
       d.allow ? "ALLOW" : "DENY",
-      d.subject,
+      id(d.subject),
       d.action,
       d.resource,
-      d.caller,
+      id(d.caller),
       why(d),
       latency(d.latencyUs),
       d.decisionId,
@@ -90,7 +90,7 @@ export function registerDecisionCommands(program: Command): void {
         process.exit(EXIT.usage);
       }
       const decisions = withDecisionsReadOnly(file, (reads) => reads.list(filter, limit));
-      if (o.json) process.stdout.write(decisions.map((d) => `${JSON.stringify(d)}\n`).join(""));
+      if (o.json) process.stdout.write(decisions.map((d) => `${printableJson(d)}\n`).join(""));
       else process.stdout.write(decisions.length > 0 ? `${decisionsTable(decisions)}\n` : "no decisions match\n");
     });
 }

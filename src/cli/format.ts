@@ -1,4 +1,7 @@
-// Human-readable output for the CLI: aligned tables and one-line summaries of wire messages.
+// Human-readable output for the CLI: aligned tables and one-line summaries of wire messages. Ids print through
+// displayId, so two different ids never look alike; JSON escapes everything beyond printable ASCII.
+import { displayId } from "../access/identities.ts";
+
 type Wire = Record<string, unknown>;
 interface WireTime {
   seconds: string | number;
@@ -27,6 +30,17 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   return [line(headers), ...rows.map(line)].join("\n");
 }
 
+/** An id (caller, subject, reviewer) as people should see it. */
+export const id = (v: unknown): string => displayId(String(v ?? ""));
+
+/**
+ * JSON whose text shows nothing invisible or look-alike: every character beyond printable ASCII is a \uXXXX
+ * escape. Parsing it gives back the exact values, so scripts see the ids as verified.
+ */
+export function printableJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(/[^\x20-\x7e\n]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 const list = (v: unknown) => (Array.isArray(v) ? v.join(",") : "");
 
 export function reasons(rs: unknown): string[] {
@@ -41,7 +55,7 @@ export function requestSummary(r: Wire): string {
   const grant = r.grant as Wire | null;
   const lines = [
     `request ${r.id}: ${r.state} (${r.state_reason})`,
-    `  ${(r.requester as Wire).id} wants ${list(r.actions)} on ${r.resource} for ${seconds(r.granted_duration)} (asked ${seconds(r.requested_duration)})`,
+    `  ${id((r.requester as Wire).id)} wants ${list(r.actions)} on ${r.resource} for ${seconds(r.granted_duration)} (asked ${seconds(r.requested_duration)})`,
   ];
   if (approvals) lines.push(`  approvals: ${approvals}`);
   if (r.state === "PENDING") lines.push(`  pending until ${time(r.pending_until)}`);
@@ -58,7 +72,7 @@ export function requestsTable(rs: readonly Wire[]): string {
     rs.map((r) => [
       String(r.id),
       String(r.state),
-      String((r.requester as Wire).id),
+      id((r.requester as Wire).id),
       String(r.resource),
       list(r.actions),
       seconds(r.granted_duration),
@@ -73,16 +87,16 @@ export function grantsTable(gs: readonly Wire[]): string {
     gs.map((g) => [
       String(g.id),
       String(g.status).replace("GRANT_STATUS_", ""),
-      String(g.subject),
+      id(g.subject),
       String(g.resource),
       list(g.actions),
       time(g.expire_time),
-      g.revoke_time ? `${time(g.revoke_time)} by ${g.revoked_by}` : "-",
+      g.revoke_time ? `${time(g.revoke_time)} by ${id(g.revoked_by)}` : "-",
     ]),
   );
 }
 
 export function grantEventLine(e: Wire): string {
   const g = e.grant as Wire;
-  return `${time(e.time)}  #${e.seq}  ${String(e.kind).replace("GRANT_EVENT_KIND_", "")}  ${g.id}  ${g.subject}  ${g.resource}  ${list(g.actions)}`;
+  return `${time(e.time)}  #${e.seq}  ${String(e.kind).replace("GRANT_EVENT_KIND_", "")}  ${g.id}  ${id(g.subject)}  ${g.resource}  ${list(g.actions)}`;
 }
