@@ -36,19 +36,45 @@ export function callerIdProblem(id: unknown): string | undefined {
  */
 export function samePerson(a: string, b: string): boolean {
   if (a === b) return true;
-  const ka = comparisonKeys(a);
   const kb = comparisonKeys(b);
-  return ka[0] === kb[0] || ka[1] === kb[1];
+  return comparisonKeys(a).some((k) => kb.includes(k));
 }
 
 /**
- * Two keys, because case folding and the confusable skeleton do not commute: folding first catches `ALICE`
- * for `alice` and `b0b` for `bob`; the skeleton first catches `aIice` (capital i) for `alice`.
+ * The forms an id reduces to under folding and the confusable skeleton, applied together until nothing
+ * changes. They do not commute (folding first catches `ALICE` for `alice`, the skeleton first catches `aIice`
+ * with a capital i, upper case first catches `ТОМ` in Cyrillic capitals for `tom`), so the walk starts from the
+ * id lower-cased, as given and upper-cased, each with and without NFKC (which turns the lunate sigma `ϲ`, a
+ * look-alike of `c`, into `σ`). Two ids are one person when any of their forms meet.
  */
-export function comparisonKeys(id: string): readonly [string, string] {
-  const base = id.normalize("NFKC").replace(DEFAULT_IGNORABLE, "");
-  return [fold(unmarked(skeleton(fold(base)))), fold(unmarked(skeleton(base)))];
+export function comparisonKeys(id: string): readonly string[] {
+  const known = KEY_CACHE.get(id);
+  if (known) return known;
+  const keys = new Set<string>();
+  for (const form of new Set([id, id.normalize("NFKC")])) {
+    const base = form.replace(DEFAULT_IGNORABLE, "");
+    for (const start of new Set([base.toLowerCase(), base, base.toUpperCase()])) keys.add(reduced(start));
+  }
+  const result = Object.freeze([...keys]);
+  if (KEY_CACHE.size >= KEY_CACHE_MAX) KEY_CACHE.clear();
+  KEY_CACHE.set(id, result);
+  return result;
 }
+
+/** Skeleton, marks removed, folded, repeated to a fixed point (bounded: each pass only maps toward prototypes). */
+function reduced(start: string): string {
+  let s = start;
+  for (let i = 0; i < 8; i++) {
+    const next = fold(unmarked(skeleton(s)));
+    if (next === s) break;
+    s = next;
+  }
+  return s;
+}
+
+/** Keys are asked for again and again (an approver's inbox compares every pending request's requester). */
+const KEY_CACHE = new Map<string, readonly string[]>();
+const KEY_CACHE_MAX = 10_000;
 
 const DEFAULT_IGNORABLE = /\p{Default_Ignorable_Code_Point}/gu;
 const MARKS = /\p{M}/gu;
@@ -74,28 +100,58 @@ const PLAIN = /^[\x21-\x5b\x5d-\x7e]+( [\x21-\x5b\x5d-\x7e]+)*$/;
 
 /**
  * The id as people should see it: printable ASCII as is; anything a reader could mistake for something else
- * (invisible and format characters, other spaces, combining marks, compatibility forms, characters confusable
- * with another, and the backslash itself) as `\u{XXXX}`, so two different ids never print alike.
+ * (invisible and format characters, other spaces, combining marks, compatibility forms, letters that pass for
+ * ASCII, every non-ASCII character of an id that mixes scripts, and the backslash itself) as `\u{XXXX}`, so two
+ * different ids never print alike.
  */
 export function displayId(id: string): string {
   if (PLAIN.test(id)) return id;
   const chars = [...id];
+  const mixed = isMixedScript(id);
   let out = "";
   chars.forEach((c, i) => {
     // A space shows only between two other characters, and one at a time.
     const strandedSpace = c === " " && (i === 0 || i === chars.length - 1 || chars[i - 1] === " " || chars[i + 1] === " ");
-    out += strandedSpace || needsEscape(c) ? `\\u{${(c.codePointAt(0) as number).toString(16).toUpperCase().padStart(4, "0")}}` : c;
+    out += strandedSpace || needsEscape(c, mixed) ? `\\u{${(c.codePointAt(0) as number).toString(16).toUpperCase().padStart(4, "0")}}` : c;
   });
   return out;
 }
 
-function needsEscape(c: string): boolean {
+function needsEscape(c: string, mixedScripts: boolean): boolean {
   if (c === "\\") return true;
   if (c >= "\x20" && c <= "\x7e") return false;
+  if (mixedScripts) return true;
   if (INVISIBLE.test(c) || /\s|\p{M}|\p{Cs}/u.test(c)) return true;
   if (c.normalize("NFKC") !== c) return true;
-  const prototype = PROTOTYPES.get(c);
-  return prototype !== undefined && prototype !== c;
+  // A letter of another script that passes for ASCII (Cyrillic а, Greek Α) even in an id of that script alone.
+  const prototype = skeleton(c);
+  return prototype !== c.normalize("NFD") && /^[\x20-\x7e]+$/.test(prototype);
+}
+
+/** The writing systems a reader tells apart; letters of any other script count as one more. */
+const SCRIPTS: readonly RegExp[] = [
+  /\p{Script=Latin}/u,
+  /\p{Script=Greek}/u,
+  /\p{Script=Cyrillic}/u,
+  /\p{Script=Armenian}/u,
+  /\p{Script=Georgian}/u,
+  /\p{Script=Cherokee}/u,
+  /\p{Script=Hebrew}/u,
+  /\p{Script=Arabic}/u,
+  // Japanese, Chinese and Korean names mix these by nature.
+  /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}\p{Script=Bopomofo}]/u,
+];
+
+/** Whether the id's letters come from more than one script (UTS #39 calls such ids mixed-script). */
+function isMixedScript(id: string): boolean {
+  const seen = new Set<number>();
+  for (const c of id) {
+    if (/[\p{Script=Common}\p{Script=Inherited}]/u.test(c)) continue;
+    const script = SCRIPTS.findIndex((r) => r.test(c));
+    seen.add(script);
+    if (seen.size > 1) return true;
+  }
+  return false;
 }
 
 function codePoint(c: string): string {

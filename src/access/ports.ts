@@ -115,9 +115,10 @@ export interface AccessWrites {
 
 export interface AccessStore extends AccessReads, AccessWrites {}
 
-/** What a token carries once verified (signature, issuer, audience, type, times). */
+/** What a token carries once verified (signature, issuer, type, times); its audience is its own, as signed. */
 export interface VerifiedToken {
   readonly subject: string;
+  readonly audience: string;
   readonly grantId: string;
   readonly actions: readonly string[];
   readonly jti: string;
@@ -127,8 +128,11 @@ export interface VerifiedToken {
 /** Signed access tokens: issued for a grant, verified against jitgate's own keys. */
 export interface TokenPort {
   issue(grant: Grant): Promise<{ token: string; expiresAt: number; jti: string; kid: string }>;
-  /** Rejects with Unauthenticated; `audienceOf` gives the audience expected for the token's grant. */
-  verifyForGrant(token: string, audienceOf: (grantId: string) => string | undefined): Promise<VerifiedToken>;
+  /**
+   * Verifies a token against jitgate's own keys, for any audience jitgate issues to; rejects with Unauthenticated.
+   * Nothing in an unverified token is trusted or looked up: the caller compares the audience with the grant's.
+   */
+  verifyIssued(token: string): Promise<VerifiedToken>;
   jwks(): Promise<object>;
 }
 

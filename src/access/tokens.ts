@@ -5,7 +5,7 @@ import { FailedPrecondition, NotFound, PermissionDenied, Unauthenticated } from 
 import { audit } from "./audit.ts";
 import { type CheckResult, decide, failureReason, recordDecision, refusal } from "./check.ts";
 import type { AccessDeps } from "./deps.ts";
-import { type Caller, grantStatus } from "./model.ts";
+import { type Caller, type Grant, grantStatus } from "./model.ts";
 import type { VerifiedToken } from "./ports.ts";
 
 export interface IssuedAccessToken {
@@ -53,8 +53,12 @@ export async function checkToken(deps: AccessDeps, input: TokenCheckInput): Prom
   const started = performance.now();
   const question = { caller: input.caller ?? "", subject: "", resource: input.resource, action: input.action };
   let verified: VerifiedToken;
+  let grant: Grant;
   try {
-    verified = await deps.tokens.verifyForGrant(input.token, (id) => deps.store.grant(id)?.audience);
+    // Signature first: until it holds, nothing the token claims is looked up, so a forged token cannot tell
+    // an outsider whether a grant id exists.
+    verified = await deps.tokens.verifyIssued(input.token);
+    grant = grantOfToken(deps, verified);
   } catch (err) {
     // The caller gets the error; the log keeps the attempt (never the token itself).
     const reason = err instanceof Unauthenticated ? { code: "token_invalid", message: err.message } : failureReason(err);
@@ -64,7 +68,7 @@ export async function checkToken(deps: AccessDeps, input: TokenCheckInput): Prom
   const answered = { ...question, subject: verified.subject, tokenId: verified.jti };
   let result: CheckResult;
   try {
-    result = decideByToken(deps, input, verified);
+    result = decideByToken(deps, input, verified, grant);
   } catch (err) {
     recordDecision(deps, started, answered, refusal(deps, deps.clock.now(), failureReason(err)));
     throw err;
@@ -73,11 +77,19 @@ export async function checkToken(deps: AccessDeps, input: TokenCheckInput): Prom
   return result;
 }
 
-function decideByToken(deps: AccessDeps, input: TokenCheckInput, verified: VerifiedToken): CheckResult {
+/** The grant a verified token speaks for; a token for another audience than its grant's is not trusted. */
+function grantOfToken(deps: AccessDeps, verified: VerifiedToken): Grant {
   const grant = deps.store.grant(verified.grantId);
+  if (!grant) throw new Unauthenticated("TOKEN_CLAIMS_INVALID: the token names no grant jitgate knows");
+  if (grant.audience !== verified.audience)
+    throw new Unauthenticated("TOKEN_WRONG_AUDIENCE: the token is for another audience than its grant's");
+  return grant;
+}
+
+function decideByToken(deps: AccessDeps, input: TokenCheckInput, verified: VerifiedToken, grant: Grant): CheckResult {
   const now = deps.clock.now();
   const refuse = (code: string, message: string) => refusal(deps, now, { code, message, grant_id: verified.grantId });
-  if (!grant || grant.subject !== verified.subject) return refuse("token_grant_unknown", "the token's grant does not exist");
+  if (grant.subject !== verified.subject) return refuse("token_grant_unknown", "the token's grant does not exist");
   const status = grantStatus(grant, now);
   if (status === "REVOKED") return refuse("grant_revoked", "the token's grant has been revoked");
   if (status === "EXPIRED") return refuse("grant_expired", "the token's grant has expired");

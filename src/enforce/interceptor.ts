@@ -20,7 +20,10 @@ export interface EnforcerOptions {
   readonly audience: string;
   /** The action a method needs (`"/pkg.Service/Method"` -> `"read"`); undefined refuses the method to every token. */
   readonly actionOf: (methodPath: string) => string | undefined;
-  /** Allowed clock skew when verifying tokens (seconds; default 30, at most 60). */
+  /**
+   * Allowed clock skew for a token's `nbf` and `iat` (seconds; default 30, at most 60): a token dated slightly
+   * in the future is accepted. Never applied to `exp`: no call is admitted at or after it.
+   */
   readonly clockToleranceS?: number;
   /** "local" (default): verify tokens offline against jitgate's JWKS. "remote": ask jitgate's Check per call. */
   readonly mode?: "local" | "remote";
@@ -62,12 +65,13 @@ export const DEFAULT_MAX_REVOCATION_STALENESS_MS = 30_000;
 type EndCall = (code: grpc.status, details: string) => void;
 
 /**
- * Creates an enforcer. Calls without a token, with a token that does not verify, for a method with no action
- * or an action the token lacks, or for a revoked grant are ended with UNAUTHENTICATED or PERMISSION_DENIED
- * before the handler runs. Admitted streaming calls are ended with PERMISSION_DENIED "access expired" at the
- * token's expiry and "access revoked" as soon as the grant's revocation arrives. Fails closed: when tokens
- * cannot be verified (no keys yet, jitgate unreachable in remote mode, revocations not followed for longer
- * than `maxRevocationStalenessMs` in local mode) calls get UNAVAILABLE.
+ * Creates an enforcer. Calls without a token, with a token that does not verify (one at or past its `exp` by
+ * the `now` clock included), for a method with no action or an action the token lacks, or for a revoked grant
+ * are ended with UNAUTHENTICATED or PERMISSION_DENIED before the handler runs. Admitted streaming calls are
+ * ended with PERMISSION_DENIED "access expired" at the token's expiry (no tolerance added) and "access
+ * revoked" as soon as the grant's revocation arrives. Fails closed: when tokens cannot be verified (no keys
+ * yet, jitgate unreachable in remote mode, revocations not followed for longer than `maxRevocationStalenessMs`
+ * in local mode) calls get UNAVAILABLE.
  */
 export function createEnforcer(opts: EnforcerOptions): Enforcer {
   const now = opts.now ?? Date.now;
@@ -103,8 +107,9 @@ export function createEnforcer(opts: EnforcerOptions): Enforcer {
 
   /** Keeps an admitted streaming call bounded by its access; returns the function that lets it go. */
   const bound = (admission: Admitted, end: EndCall): (() => void) => {
-    const calls = openCalls.get(admission.grantId) ?? new Set<EndCall>();
-    openCalls.set(admission.grantId, calls);
+    // Without a grant id there is no revocation to follow, but the expiry still ends the call.
+    const calls = admission.grantId === "" ? new Set<EndCall>() : (openCalls.get(admission.grantId) ?? new Set<EndCall>());
+    if (admission.grantId !== "") openCalls.set(admission.grantId, calls);
     calls.add(end);
     const timer =
       admission.expiresAt === undefined
@@ -140,7 +145,11 @@ export function createEnforcer(opts: EnforcerOptions): Enforcer {
         void decided.then((admission) => {
           if (finished) return;
           if (!admission.admitted) return end(admission.code, admission.details);
-          if (streaming && admission.grantId !== "") release = bound(admission, end);
+          // Access that has ended while it was being decided (or by this clock, in remote mode) admits nothing.
+          if (admission.expiresAt !== undefined && admission.expiresAt <= now()) {
+            return end(grpc.status.PERMISSION_DENIED, ACCESS_EXPIRED);
+          }
+          if (streaming) release = bound(admission, end);
           next(metadata);
         });
       })

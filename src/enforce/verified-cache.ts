@@ -1,6 +1,6 @@
 // Remembers what a token verified to, by the token's exact text, so a caller that sends the same token on every
-// call pays for one signature check, not one per call. An entry lives until the token's exp and at most
-// `maxAgeMs` (so a key its issuer withdraws stops working within that time), and the cache holds at most
+// call pays for one signature check, not one per call. An entry is served only before the token's exp and for
+// at most `maxAgeMs` (so a key its issuer withdraws stops working within that time); the cache holds at most
 // `maxEntries` tokens (the oldest entry goes first). Used by the enforcer and by jitgate's own authentication.
 
 /** The current time in ms since the epoch. */
@@ -28,9 +28,12 @@ export class VerifiedTokenCache<T> {
     return undefined;
   }
 
-  /** `expiresAt`: the token's exp in ms; the entry never outlives it. */
+  /** `expiresAt`: the token's exp in ms; the entry is never served at or after it. */
   set(token: string, value: T, expiresAt: number): void {
-    const until = Math.min(expiresAt, this.#clock.now() + this.#maxAgeMs);
+    const now = this.#clock.now();
+    const until = Math.min(expiresAt, now + this.#maxAgeMs);
+    // Already over: storing it could only push out an entry that is still good.
+    if (until <= now) return;
     if (this.#entries.size >= this.#maxEntries && !this.#entries.has(token)) {
       // Maps iterate in insertion order: the first key is the oldest entry.
       const oldest = this.#entries.keys().next().value;

@@ -22,13 +22,14 @@ export const ACCESS_TOKEN_TYPE = "at+jwt";
 export const ACCESS_TOKEN_ALGORITHMS: readonly string[] = Object.freeze(["EdDSA", "ES256"]);
 /** Refused before parsing: a jitgate token is well under 1 KiB; a big one is a mistake or an attack. */
 export const MAX_ACCESS_TOKEN_BYTES = 8 * 1024;
+/** Skew forgiven on `nbf` and `iat` (a token from an issuer whose clock runs ahead); never on `exp`. */
 export const DEFAULT_CLOCK_TOLERANCE_S = 30;
-/** A larger skew would keep expired tokens alive for minutes; fix the clocks instead. */
+/** A larger skew would accept tokens dated minutes ahead; fix the clocks instead. */
 export const MAX_CLOCK_TOLERANCE_S = 60;
 /** The longest token lifetime jitgate issues (its `--token-ttl` cannot exceed it). */
 export const MAX_TOKEN_TTL_S = 3600;
 /** Claims every jitgate access token carries (RFC 9068 requires `client_id`). */
-export const REQUIRED_CLAIMS: readonly string[] = Object.freeze(["exp", "iat", "sub", "jti", "client_id", "grant_id"]);
+export const REQUIRED_CLAIMS: readonly string[] = Object.freeze(["exp", "iat", "sub", "aud", "jti", "client_id", "grant_id"]);
 /** Header parameters that point at keys: jitgate never sets them, so a token carrying one is forged. */
 const KEY_REFERENCE_HEADERS = ["jku", "x5u", "jwk", "x5c"] as const;
 
@@ -78,7 +79,10 @@ export interface VerifyAccessTokenOptions {
   readonly issuer: string;
   /** The audience (or audiences) this service answers to; the token's single `aud` must be one of them. */
   readonly audience: string | readonly string[];
-  /** Allowed clock skew in seconds: default 30, at most 60. */
+  /**
+   * Allowed clock skew in seconds for `nbf` and `iat` only (a token dated slightly in the future is accepted):
+   * default 30, at most 60. It never applies to `exp`: a token is refused from the moment of its exp.
+   */
   readonly clockToleranceS?: number;
   /** The issuer's token TTL in seconds (default and maximum 3600): older or longer-lived tokens are refused. */
   readonly maxTokenTtlS?: number;
@@ -96,28 +100,68 @@ export function accessTokenKeySet(jwks: JSONWebKeySet): JWTVerifyGetKey {
 
 /**
  * Verifies a jitgate access token: size, structure, algorithm allowlist, signature, `typ: at+jwt`, issuer,
- * audience, times (exp, nbf, iat, maximum age) and the jitgate claims. Throws TokenRejected when the token
- * must not be trusted; any other error (a key resolver that cannot fetch keys) means "cannot decide": fail closed.
+ * audience, times (exp, nbf, iat, maximum age) and the jitgate claims. A token is refused from the moment of
+ * its `exp` by the `now` clock; the clock tolerance forgives only `nbf` and `iat` in the future. Throws
+ * TokenRejected when the token must not be trusted; any other error (a key resolver that cannot fetch keys)
+ * means "cannot decide": fail closed.
  */
 export async function verifyAccessToken(
   token: string,
   keys: AccessTokenKeys,
   opts: VerifyAccessTokenOptions,
 ): Promise<VerifiedAccessToken> {
-  const { options, ttl } = pinnedOptions(opts);
+  return verify(token, keys, opts, audiences(opts.audience));
+}
+
+/**
+ * For jitgate's own Check, which accepts tokens for every audience it issues to: all the checks of
+ * {@link verifyAccessToken} except the audience, which is returned (always a single one) for the caller to
+ * compare with the token's grant. Not for services: a service pins its audience. Not exported by the package.
+ */
+export async function verifyAccessTokenOfAnyAudience(
+  token: string,
+  keys: AccessTokenKeys,
+  opts: Omit<VerifyAccessTokenOptions, "audience">,
+): Promise<VerifiedAccessToken> {
+  return verify(token, keys, opts, undefined);
+}
+
+async function verify(
+  token: string,
+  keys: AccessTokenKeys,
+  opts: Omit<VerifyAccessTokenOptions, "audience">,
+  audience: string[] | undefined,
+): Promise<VerifiedAccessToken> {
+  const { options, ttl } = pinnedOptions(opts, audience);
   const header = checkStructure(token);
   const key = isKeySet(keys) ? accessTokenKeySet(keys) : keys;
+  // One reading of the clock for jose's checks and for exp, so the two cannot disagree.
+  const now = (opts.now ?? Date.now)();
   let payload: JWTPayload;
   try {
     // jose's overloads do not take the union; each member is a form it accepts.
-    ({ payload } = await jwtVerify(token, key as JWTVerifyGetKey, { ...options, currentDate: new Date((opts.now ?? Date.now)()) }));
+    ({ payload } = await jwtVerify(token, key as JWTVerifyGetKey, { ...options, currentDate: new Date(now) }));
   } catch (err) {
     throw rejection(err, typeof key !== "function");
   }
+  // jose stretches exp by the clock tolerance too; the tolerance is meant for nbf/iat only, so exp is checked
+  // here exactly (jose has checked it is a number, and the signature, before this line).
+  if ((payload.exp as number) * 1000 <= now) throw new TokenRejected("TOKEN_EXPIRED", "access token has expired");
   return accessTokenClaims(payload, header.kid as string, ttl);
 }
 
-function pinnedOptions(opts: VerifyAccessTokenOptions): { options: JWTVerifyOptions; ttl: number } {
+function audiences(audience: string | readonly string[]): string[] {
+  const list = typeof audience === "string" ? [audience] : [...audience];
+  if (list.length === 0 || list.some((a) => typeof a !== "string" || a === "")) {
+    throw new RangeError("audience must be one or more non-empty strings");
+  }
+  return list;
+}
+
+function pinnedOptions(
+  opts: Omit<VerifyAccessTokenOptions, "audience">,
+  audience: string[] | undefined,
+): { options: JWTVerifyOptions; ttl: number } {
   const tolerance = opts.clockToleranceS ?? DEFAULT_CLOCK_TOLERANCE_S;
   if (!Number.isInteger(tolerance) || tolerance < 0 || tolerance > MAX_CLOCK_TOLERANCE_S) {
     throw new RangeError(`clockToleranceS must be a whole number of seconds from 0 to ${MAX_CLOCK_TOLERANCE_S}`);
@@ -126,17 +170,15 @@ function pinnedOptions(opts: VerifyAccessTokenOptions): { options: JWTVerifyOpti
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TOKEN_TTL_S) {
     throw new RangeError(`maxTokenTtlS must be a whole number of seconds from 1 to ${MAX_TOKEN_TTL_S}`);
   }
-  const audience = typeof opts.audience === "string" ? [opts.audience] : [...opts.audience];
   if (typeof opts.issuer !== "string" || opts.issuer === "") throw new RangeError("issuer must be a non-empty string");
-  if (audience.length === 0 || audience.some((a) => typeof a !== "string" || a === "")) {
-    throw new RangeError("audience must be one or more non-empty strings");
-  }
   const options: JWTVerifyOptions = {
     algorithms: [...ACCESS_TOKEN_ALGORITHMS],
     issuer: opts.issuer,
-    audience,
+    // Without an audience jose checks none; accessTokenClaims still requires exactly one.
+    ...(audience === undefined ? {} : { audience }),
     typ: ACCESS_TOKEN_TYPE,
     requiredClaims: [...REQUIRED_CLAIMS],
+    // Applied by jose to nbf, iat and exp alike; verify() then refuses any token at or past its exp.
     clockTolerance: tolerance,
     // A token older than the longest TTL (plus skew) was not issued by a correctly configured jitgate.
     maxTokenAge: ttl + tolerance,

@@ -12,6 +12,7 @@ import {
   type JWTVerifyOptions,
   jwtVerify,
 } from "jose";
+import { callerIdProblem } from "../access/identities.ts";
 import type { Caller } from "../access/model.ts";
 import type { Clock } from "../access/ports.ts";
 import { InvalidArgument, JitgateError, Unauthenticated, Unavailable } from "../errors.ts";
@@ -21,7 +22,6 @@ import { VerifiedTokenCache } from "../enforce/verified-cache.ts";
 /** Refuse before parsing: real access tokens are 1-4 KiB; a big one is a mistake or an attack. */
 export const MAX_TOKEN_BYTES = 16 * 1024;
 export const MAX_TOKEN_AGE_S = 24 * 3600;
-const MAX_SUBJECT_LENGTH = 512;
 
 export interface TokenVerifier {
   readonly issuer: string;
@@ -29,7 +29,11 @@ export interface TokenVerifier {
   verify(token: string): Promise<Caller>;
 }
 
-/** The one place where jose's verification options are chosen; see DESIGN.md on jose's defaults. */
+/**
+ * The one place where jose's verification options are chosen; see DESIGN.md on jose's defaults. jose applies
+ * `clockTolerance` to exp as well; the verifier refuses a token at or past its exp itself, so the tolerance
+ * only forgives nbf and iat in the future.
+ */
 export function pinnedVerifyOptions(config: OidcIdentityConfig): Readonly<JWTVerifyOptions> {
   return Object.freeze({
     algorithms: [...config.algorithms],
@@ -54,15 +58,19 @@ export function createTokenVerifier(config: OidcIdentityConfig, keys: JWTVerifyG
       if (token.length > MAX_TOKEN_BYTES) throw new Unauthenticated(`token too large (over ${MAX_TOKEN_BYTES} bytes)`);
       const known = verified.get(token);
       if (known !== undefined) return known;
+      // One reading of the clock for jose's checks and for exp, so the two cannot disagree.
+      const now = clock.now();
       let payload: JWTPayload;
       try {
-        ({ payload } = await jwtVerify(token, keys, { ...options, currentDate: new Date(clock.now()) }));
+        ({ payload } = await jwtVerify(token, keys, { ...options, currentDate: new Date(now) }));
       } catch (err) {
         throw verificationError(err, config);
       }
+      // exp is a required claim, so jose has checked it is a number; no tolerance on it (see pinnedVerifyOptions).
+      const expiresAt = (payload.exp as number) * 1000;
+      if (expiresAt <= now) throw new Unauthenticated("token expired");
       const caller = callerFromClaims(payload, config);
-      // exp is a required claim, so jose has checked it is a number.
-      verified.set(token, caller, (payload.exp as number) * 1000);
+      verified.set(token, caller, expiresAt);
       return caller;
     },
   };
@@ -114,11 +122,10 @@ export function localKeys(jwks: JSONWebKeySet, field: string, source: string): J
 
 function callerFromClaims(payload: JWTPayload, config: OidcIdentityConfig): Caller {
   const id = payload[config.subjectClaim];
-  // Surrounding spaces would make "alice " a second alice.
-  if (typeof id !== "string" || id === "" || id !== id.trim() || id.length > MAX_SUBJECT_LENGTH || /\p{Cc}/u.test(id)) {
-    throw new Unauthenticated(`token claim '${config.subjectClaim}' is not a usable subject`);
-  }
-  return Object.freeze({ id, groups: groupsFromClaim(claimAt(payload, config.groupsClaim), config.groupsClaim) });
+  // One rule for every identity source (src/access/identities.ts): "alice " or "ali\u200Bce" is nobody.
+  const problem = callerIdProblem(id);
+  if (problem !== undefined) throw new Unauthenticated(`token claim '${config.subjectClaim}' is not a usable caller id: it ${problem}`);
+  return Object.freeze({ id: id as string, groups: groupsFromClaim(claimAt(payload, config.groupsClaim), config.groupsClaim) });
 }
 
 /** A claim by its literal name (`https://example.com/groups`), else by dotted path (`realm_access.roles`). */
@@ -132,14 +139,42 @@ export function claimAt(payload: Readonly<Record<string, unknown>>, path: string
   return value;
 }
 
-/** Groups from an array of strings or one space/comma separated string; no claim means no groups. */
+/**
+ * Groups exactly as the identity provider sent them, or the token is refused: nothing is trimmed, split on
+ * commas or case-folded, so "jitgate-admins " can never pass for "jitgate-admins". The claim is an array of
+ * group names, or one string listing them OAuth-scope style (RFC 6749 section 3.3): names separated by single
+ * ASCII spaces, a comma being part of a name, and an empty name (a leading, trailing or double space) making
+ * the claim invalid; an empty string is no groups. No claim (or null) means no groups.
+ */
 export function groupsFromClaim(value: unknown, claim: string): readonly string[] {
-  if (value === undefined || value === null) return Object.freeze([]);
-  const items = typeof value === "string" ? value.split(/[\s,]+/) : value;
-  if (!Array.isArray(items) || !items.every((g) => typeof g === "string")) {
+  if (value === undefined || value === null || value === "") return Object.freeze([]);
+  const names: unknown = typeof value === "string" ? value.split(" ") : value;
+  if (!Array.isArray(names) || !names.every((g) => typeof g === "string")) {
     throw new Unauthenticated(`token claim '${claim}' is not a list of groups (an array of strings or a space separated string)`);
   }
-  return Object.freeze([...new Set(items.map((g: string) => g.trim()).filter((g) => g !== ""))]);
+  names.forEach((name: string, i) => {
+    const problem = groupNameProblem(name);
+    if (problem !== undefined) throw new Unauthenticated(`token claim '${claim}' is refused: group ${i + 1} ${problem}`);
+  });
+  return Object.freeze([...new Set(names as string[])]);
+}
+
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u;
+
+/**
+ * Why `name` cannot be used as a group name as given, or undefined when it can: empty, surrounding whitespace,
+ * or a control, format, line/paragraph separator or default-ignorable (invisible) character. Never echoes the
+ * name. Shared by every source of groups (token claims, the mTLS groups file).
+ */
+export function groupNameProblem(name: string): string | undefined {
+  if (name === "") return "is empty";
+  const invisible = INVISIBLE.exec(name);
+  if (invisible) {
+    const codePoint = (invisible[0].codePointAt(0) as number).toString(16).toUpperCase().padStart(4, "0");
+    return `holds an invisible, control or format character (U+${codePoint} at position ${invisible.index})`;
+  }
+  if (name !== name.trim()) return "has surrounding whitespace";
+  return undefined;
 }
 
 /** jose's verdict as a fixed, safe message. Nothing from the token (kid, alg, claim values) is echoed. */

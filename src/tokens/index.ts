@@ -1,7 +1,14 @@
 // jitgate's access tokens for the server: issue a token for an active grant, publish the JWKS, verify with the
 // very checks services use (src/enforce/verify.ts) and rotate keys. Refusals become jitgate's Unauthenticated.
-import { decodeJwt, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
-import { accessTokenKeySet, TokenRejected, type VerifiedAccessToken, verifyAccessToken } from "../enforce/verify.ts";
+import type { JSONWebKeySet, JWTVerifyGetKey } from "jose";
+import {
+  accessTokenKeySet,
+  TokenRejected,
+  type VerifiedAccessToken,
+  verifyAccessToken,
+  verifyAccessTokenOfAnyAudience,
+  type VerifyAccessTokenOptions,
+} from "../enforce/verify.ts";
 import { Unauthenticated } from "../errors.ts";
 import type { TokenConfig } from "./config.ts";
 import { type IssuedToken, issueAccessToken, type TokenGrant } from "./issue.ts";
@@ -63,34 +70,17 @@ export class TokenService {
   /** Verifies a token as services do; a refusal is Unauthenticated whose message starts with the TokenRejected code. */
   async verify(token: string, audience: string | readonly string[]): Promise<VerifiedAccessToken> {
     const keys = await this.#currentKeys();
-    try {
-      return await verifyAccessToken(token, keys, {
-        issuer: this.#config.issuer,
-        audience,
-        clockToleranceS: this.#config.clockToleranceS,
-        maxTokenTtlS: this.#config.ttlS,
-        now: () => this.#clock.now(),
-      });
-    } catch (err) {
-      if (err instanceof TokenRejected) throw new Unauthenticated(`${err.code}: ${err.message}`, { cause: err });
-      throw err;
-    }
+    return unauthenticatedIfRejected(verifyAccessToken(token, keys, { ...this.#verifyOptions(), audience }));
   }
 
   /**
-   * Verifies a token whose audience is its grant's: the unverified `grant_id` only picks which audience to
-   * expect (like a `kid` picks a key); the verification then checks everything, that audience included.
+   * Verifies a token jitgate issued, for whichever audience it names: signature, issuer, type, times and
+   * claims, with nothing looked up before the signature holds. The caller compares the verified audience
+   * with the token's grant (jitgate's Check does). Refusals as in `verify`.
    */
-  async verifyForGrant(token: string, audienceOf: (grantId: string) => string | undefined): Promise<VerifiedAccessToken> {
-    let grantId: unknown;
-    try {
-      grantId = decodeJwt(token).grant_id;
-    } catch (err) {
-      throw new Unauthenticated("TOKEN_MALFORMED: the token is not a JWT", { cause: err });
-    }
-    const audience = typeof grantId === "string" ? audienceOf(grantId) : undefined;
-    if (audience === undefined) throw new Unauthenticated("TOKEN_CLAIMS_INVALID: the token names no grant jitgate knows");
-    return this.verify(token, audience);
+  async verifyIssued(token: string): Promise<VerifiedAccessToken> {
+    const keys = await this.#currentKeys();
+    return unauthenticatedIfRejected(verifyAccessTokenOfAnyAudience(token, keys, this.#verifyOptions()));
   }
 
   /** Signs with the active key (audit checkpoints use it: their key is the one published in the JWKS). */
@@ -113,10 +103,28 @@ export class TokenService {
     return this.#ring.rotate();
   }
 
+  #verifyOptions(): Omit<VerifyAccessTokenOptions, "audience"> {
+    return {
+      issuer: this.#config.issuer,
+      clockToleranceS: this.#config.clockToleranceS,
+      maxTokenTtlS: this.#config.ttlS,
+      now: () => this.#clock.now(),
+    };
+  }
+
   async #currentKeys(): Promise<JWTVerifyGetKey> {
     const jwks = await this.#ring.jwks();
     const kids = jwks.keys.map((k) => k.kid).join(",");
     if (this.#keySet?.kids !== kids) this.#keySet = { kids, keys: accessTokenKeySet(jwks) };
     return this.#keySet.keys;
+  }
+}
+
+async function unauthenticatedIfRejected(verified: Promise<VerifiedAccessToken>): Promise<VerifiedAccessToken> {
+  try {
+    return await verified;
+  } catch (err) {
+    if (err instanceof TokenRejected) throw new Unauthenticated(`${err.code}: ${err.message}`, { cause: err });
+    throw err;
   }
 }

@@ -331,7 +331,8 @@ describe("access lifecycle", () => {
     const g = access.requestAccess(alice, readOrders).grantId as string;
     now = T0 + 60_000;
     access.revokeGrant(admin, g, "incident");
-    const asOf = (t: number) => access.listGrants(admin, { resource: "db/orders", activeAt: t }, { size: 50, token: "" }).items.map((x) => x.id);
+    const asOf = (t: number) =>
+      access.listGrants(admin, { resource: "db/orders", activeAt: t }, { size: 50, token: "" }).items.map((x) => x.id);
     assert.deepEqual(asOf(T0 - 1), []);
     assert.deepEqual(asOf(T0 + 30_000), [g]);
     assert.deepEqual(asOf(T0 + 60_000), []);

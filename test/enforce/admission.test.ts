@@ -71,11 +71,24 @@ describe("local admission", () => {
     revoked.add("g1");
     assert.equal(code(await admit(call(token))), "PERMISSION_DENIED");
     revoked.clear();
-    // Past expiry and the 30 s clock tolerance.
-    now = T0 + 300_000 + 31_000;
+    now = T0 + 300_000 - 1;
+    assert.equal(code(await admit(call(token))), "ADMITTED", "the last millisecond before exp");
+    // At exp itself: neither the cache nor the 30 s clock tolerance keeps it alive.
+    now = T0 + 300_000;
     const expired = await admit(call(token));
     assert.equal(code(expired), "UNAUTHENTICATED");
-    assert.match((expired as { details: string }).details, /TOKEN_EXPIRED/);
+    assert.match((expired as { details: string }).details, /^TOKEN_EXPIRED: /);
+  });
+
+  test("a token that expired one second ago is refused on first sight; one dated a few seconds ahead is admitted", async () => {
+    assert.equal(code(await admitter(() => T0 + 301_000, new Set())(call(token))), "UNAUTHENTICATED");
+    const early = await admitter(() => T0 - 5_000, new Set())(call(token));
+    assert.equal(code(early), "ADMITTED", "nbf and iat within the clock tolerance");
+  });
+
+  test("an admitted call is bounded by the token's exp exactly, with no tolerance added", async () => {
+    const admitted = await admitter(() => T0 + 1_000, new Set())(call(token));
+    assert.deepEqual(admitted, { admitted: true, grantId: "g1", expiresAt: T0 + 300_000 });
   });
 
   test("a token differing from a cached one by one character is verified afresh and refused", async () => {

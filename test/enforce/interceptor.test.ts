@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { decodeJwt } from "jose";
 import { createEnforcer, type Enforcer } from "../../src/enforce/interceptor.ts";
 import { type Caller, type E2eServer, failsWith, startE2eServer, tokenFor, bearerMetadata, orderReadGrant } from "../support/api.ts";
 import { firstMessage, ORDERS_ACTIONS, type OrdersService, startOrdersService, streamEnd } from "./orders-service.ts";
@@ -44,7 +45,7 @@ describe("the enforcement interceptor (local verification)", () => {
 
   before(async () => {
     jitgate = await startE2eServer();
-    const serviceToken = await tokenFor(jitgate.dataDir, "orders-service", []);
+    const serviceToken = await tokenFor(jitgate.dataDir, "orders-service", ["jitgate-checkers"]);
     enforcer = createEnforcer({
       jitgate: { address: jitgate.jitgate.address, credentials: grpc.credentials.createInsecure() },
       callMetadata: () => bearerMetadata(serviceToken),
@@ -131,7 +132,7 @@ describe("the enforcement interceptor (remote checks)", () => {
 
   before(async () => {
     jitgate = await startE2eServer();
-    const serviceToken = await tokenFor(jitgate.dataDir, "orders-service", []);
+    const serviceToken = await tokenFor(jitgate.dataDir, "orders-service", ["jitgate-checkers"]);
     enforcer = createEnforcer({
       jitgate: { address: jitgate.jitgate.address, credentials: grpc.credentials.createInsecure() },
       callMetadata: () => bearerMetadata(serviceToken),
@@ -166,5 +167,106 @@ describe("the enforcement interceptor (remote checks)", () => {
     await orders.call("Read", token);
     await engineer.call("RevokeGrant", { grant_id: grantId, reason: "done with INC-77" });
     await failsWith(grpc.status.PERMISSION_DENIED, orders.call("Read", token));
+  });
+});
+
+describe("the enforcement interceptor: never at or past a token's exp, by the enforcer's own clock", () => {
+  let jitgate: E2eServer;
+  let enforcer: Enforcer;
+  let orders: OrdersService;
+  /** The enforcer's clock, set by each test; jitgate itself runs on real time. */
+  let enforcerNow = Date.now();
+
+  before(async () => {
+    jitgate = await startE2eServer();
+    const serviceToken = await tokenFor(jitgate.dataDir, "orders-service", ["jitgate-checkers"]);
+    enforcer = createEnforcer({
+      jitgate: { address: jitgate.jitgate.address, credentials: grpc.credentials.createInsecure() },
+      callMetadata: () => bearerMetadata(serviceToken),
+      audience: "orders",
+      actionOf: (path) => ORDERS_ACTIONS[path],
+      minBackoffMs: 50,
+      now: () => enforcerNow,
+    });
+    await enforcer.ready();
+    orders = await startOrdersService(enforcer);
+  });
+
+  after(async () => {
+    await orders?.close();
+    enforcer?.close();
+    await jitgate?.close();
+  });
+
+  test("a token that expired one second ago is refused for a unary call and for a stream, before any handler runs", async () => {
+    const { token, expiresAt } = await readGrant(jitgate, 600);
+    enforcerNow = expiresAt + 1000;
+    const handled = orders.handled;
+    const unary = await failsWith(grpc.status.UNAUTHENTICATED, orders.call("Read", token));
+    assert.equal(unary.message, "TOKEN_EXPIRED: access token has expired");
+    const stream = await streamEnd(orders.tail(token));
+    assert.deepEqual([stream.code, stream.details], [grpc.status.UNAUTHENTICATED, "TOKEN_EXPIRED: access token has expired"]);
+    assert.equal(orders.handled, handled);
+  });
+
+  test("a token admitted (and remembered) a second before its exp is refused from its exp on, unary and streaming", async () => {
+    const { token, expiresAt } = await readGrant(jitgate, 600);
+    enforcerNow = expiresAt - 1000;
+    assert.deepEqual(await orders.call("Read", token), { text: "ok Read" });
+    enforcerNow = expiresAt;
+    const handled = orders.handled;
+    assert.match((await failsWith(grpc.status.UNAUTHENTICATED, orders.call("Read", token))).message, /^TOKEN_EXPIRED: /);
+    assert.equal((await streamEnd(orders.tail(token))).code, grpc.status.UNAUTHENTICATED);
+    assert.equal(orders.handled, handled);
+  });
+
+  test("a stream admitted a second before its token's exp runs, then ends with 'access expired', not after a tolerance", async () => {
+    const { token, expiresAt } = await readGrant(jitgate, 600);
+    // Frozen here, so the stream has one second of real time: its 20 s deadline would end it if exp were stretched.
+    enforcerNow = expiresAt - 1000;
+    const tail = orders.tail(token);
+    const ended = streamEnd(tail);
+    await firstMessage(tail);
+    const end = await ended;
+    assert.deepEqual([end.code, end.details], [grpc.status.PERMISSION_DENIED, "access expired"]);
+  });
+
+  test("in remote mode, a call jitgate's Check allows is still refused once the enforcer's clock is at the token's exp", async () => {
+    const serviceToken = await tokenFor(jitgate.dataDir, "orders-service", ["jitgate-checkers"]);
+    const remote = createEnforcer({
+      jitgate: { address: jitgate.jitgate.address, credentials: grpc.credentials.createInsecure() },
+      callMetadata: () => bearerMetadata(serviceToken),
+      audience: "orders",
+      actionOf: (path) => ORDERS_ACTIONS[path],
+      mode: "remote",
+      resource: "db/orders",
+      now: () => enforcerNow,
+    });
+    const service = await startOrdersService(remote);
+    try {
+      await remote.ready();
+      const { token, expiresAt } = await readGrant(jitgate, 600);
+      enforcerNow = expiresAt - 1000;
+      assert.deepEqual(await service.call("Read", token), { text: "ok Read" });
+      enforcerNow = expiresAt;
+      const handled = service.handled;
+      assert.equal((await failsWith(grpc.status.PERMISSION_DENIED, service.call("Read", token))).message, "access expired");
+      assert.equal((await streamEnd(service.tail(token))).details, "access expired");
+      assert.equal(service.handled, handled);
+    } finally {
+      await service.close();
+      remote.close();
+    }
+  });
+
+  test("a token whose nbf and iat are a few seconds ahead of the enforcer's clock is admitted, unary and streaming", async () => {
+    const { token } = await readGrant(jitgate, 600);
+    enforcerNow = (decodeJwt(token).iat as number) * 1000 - 5000;
+    assert.deepEqual(await orders.call("Read", token), { text: "ok Read" });
+    const tail = orders.tail(token);
+    const ended = streamEnd(tail);
+    await firstMessage(tail);
+    tail.cancel();
+    assert.equal((await ended).code, grpc.status.CANCELLED);
   });
 });

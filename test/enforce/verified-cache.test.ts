@@ -29,10 +29,12 @@ describe("verified token cache", () => {
     assert.equal(cache.get("t1"), undefined);
   });
 
-  test("a token already past its exp is never a hit", () => {
-    const { cache } = cacheAt();
+  test("a token already at or past its exp is never a hit, and takes no room from live entries", () => {
+    const { cache } = cacheAt(1);
+    cache.set("live", "bob", T0 + 10_000);
     cache.set("t1", "alice", T0 - 1);
-    assert.equal(cache.get("t1"), undefined);
+    cache.set("t2", "alice", T0);
+    assert.deepEqual([cache.get("t1"), cache.get("t2"), cache.get("live")], [undefined, undefined, "bob"]);
   });
 
   test("when full, the oldest entry makes room", () => {

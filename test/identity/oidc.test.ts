@@ -91,10 +91,18 @@ describe("OIDC bearer tokens: accepted", () => {
     assert.deepEqual((await keycloak.authenticate(call(`Bearer ${token}`))).groups, ["dba", "oncall"]);
   });
 
-  test("groups from a space or comma separated string, and from a claim whose name holds dots", async () => {
+  test("groups from a string separated by single spaces (a comma is part of a name), from a claim whose name holds dots", async () => {
     const scoped = await authenticator({ groupsClaim: "https://example.com/groups" });
-    const token = await sign({ ...baseClaims(), "https://example.com/groups": "dba oncall,sre  dba" });
-    assert.deepEqual((await scoped.authenticate(call(`Bearer ${token}`))).groups, ["dba", "oncall", "sre"]);
+    const token = await sign({ ...baseClaims(), "https://example.com/groups": "dba oncall,sre dba" });
+    assert.deepEqual((await scoped.authenticate(call(`Bearer ${token}`))).groups, ["dba", "oncall,sre"]);
+  });
+
+  test("group names are kept exactly as sent: never case-folded, an inner space kept, an empty string is no groups", async () => {
+    const groupsOf = async (groups: unknown) => (await auth.authenticate(call(`Bearer ${await sign({ ...baseClaims(), groups })}`))).groups;
+    const exact = ["Jitgate-Admins", "jitgate-admins", "Domain Admins"];
+    assert.deepEqual(await groupsOf(exact), exact);
+    assert.deepEqual(await groupsOf(""), []);
+    assert.deepEqual(await groupsOf([]), []);
   });
 
   test("no groups claim means no groups; a configured subject claim names the caller", async () => {
@@ -103,9 +111,16 @@ describe("OIDC bearer tokens: accepted", () => {
     assert.deepEqual(await byEmail.authenticate(call(`Bearer ${token}`)), { id: "alice@example.com", groups: [] });
   });
 
-  test("expiry and not-before within the clock tolerance are accepted", async () => {
-    const token = await sign({ ...baseClaims(), exp: NOW - 20, nbf: NOW + 20 });
+  test("a token whose nbf and iat are a few seconds in the future is accepted (within the clock tolerance)", async () => {
+    const token = await sign({ ...baseClaims(), iat: NOW + 5, nbf: NOW + 5 });
     assert.equal((await auth.authenticate(call(`Bearer ${token}`))).id, "alice");
+  });
+
+  test("a token in its last millisecond before exp is accepted", async () => {
+    const lastMs = await createAuthenticator(parseIdentityConfig({ oidc: { issuer: ISSUER, audience: AUDIENCE, jwksFile } }, dir), {
+      clock: { now: () => (NOW + 300) * 1000 - 1 },
+    });
+    assert.equal((await lastMs.authenticate(call(`Bearer ${await sign(baseClaims())}`))).id, "alice");
   });
 });
 
@@ -116,9 +131,11 @@ describe("OIDC bearer tokens: remembered once verified", () => {
     const remembering = await createAuthenticator(config, { clock: moving });
     const token = await sign({ ...baseClaims(), exp: NOW + 30 });
     assert.equal((await remembering.authenticate(call(`Bearer ${token}`))).id, "alice");
+    moving.t = NOW_MS + 30_000 - 1;
     assert.equal((await remembering.authenticate(call(`Bearer ${token}`))).id, "alice");
-    moving.t = NOW_MS + 30_000 + 61_000;
-    await assert.rejects(remembering.authenticate(call(`Bearer ${token}`)), /token expired/);
+    // From exp on: neither the remembered caller nor the clock tolerance keeps it alive.
+    moving.t = NOW_MS + 30_000;
+    await assert.rejects(remembering.authenticate(call(`Bearer ${token}`)), /: token expired$/);
   });
 });
 
@@ -127,6 +144,18 @@ describe("OIDC bearer tokens: refused", () => {
     const err = await refusedToken(await sign({ ...baseClaims(), exp: NOW - 61 }));
     assert.match(err.message, /^token expired$/);
     assert.ok(err.cause instanceof errors.JWTExpired);
+  });
+
+  test("a token that expired one second ago, or expires this very moment: the clock tolerance never stretches exp", async () => {
+    for (const exp of [NOW - 1, NOW]) {
+      assert.equal(
+        (await refusedToken(await sign({ ...baseClaims(), iat: NOW - 300, exp }))).message,
+        "token expired",
+        `exp ${exp - NOW} s`,
+      );
+    }
+    const generous = await authenticator({ clockToleranceS: 60 });
+    assert.equal((await refusedToken(await sign({ ...baseClaims(), iat: NOW - 300, exp: NOW - 1 }), generous)).message, "token expired");
   });
 
   test("a token whose nbf is beyond the tolerance", async () => {
@@ -188,13 +217,37 @@ describe("OIDC bearer tokens: refused", () => {
     assert.match((await refusedToken(await sign({ ...baseClaims(), sub: undefined }))).message, /token has no 'sub' claim/);
   });
 
+  test("groups with surrounding whitespace, invisible characters or empty names refuse the token, never echoing them", async () => {
+    const cases: [unknown, RegExp][] = [
+      [["jitgate-admins "], /group 1 has surrounding whitespace/],
+      [["oncall", " jitgate-admins"], /group 2 has surrounding whitespace/],
+      [["jitgate-admins\u00a0"], /group 1 has surrounding whitespace/],
+      [["jitgate-admins\n"], /group 1 holds an invisible, control or format character \(U\+000A at position 14\)/],
+      [["jitgate\u200badmins"], /U\+200B at position 7/],
+      [["jitgate-admins\u2028"], /U\+2028/],
+      [["\u00adjitgate-admins"], /U\+00AD at position 0/],
+      [["jitgate-admins\u034f"], /U\+034F/],
+      [[""], /group 1 is empty/],
+      ["dba  oncall", /group 2 is empty/],
+      [" jitgate-admins", /group 1 is empty/],
+      ["jitgate-admins ", /group 2 is empty/],
+      ["dba\toncall", /U\+0009/],
+    ];
+    for (const [groups, reason] of cases) {
+      const err = await refusedToken(await sign({ ...baseClaims(), groups }));
+      assert.match(err.message, /^token claim 'groups' is refused: /, JSON.stringify(groups));
+      assert.match(err.message, reason, JSON.stringify(groups));
+      assert.ok(!err.message.includes("jitgate-admins") && !err.message.includes("oncall"), "the value is never echoed");
+    }
+  });
+
   test("a token whose subject is not a string, or whose groups are not strings", async () => {
     assert.match(
       (await refusedToken(await sign({ ...baseClaims(), sub: 42 as unknown as string }))).message,
-      /token claim 'sub' is not a usable subject/,
+      /token claim 'sub' is not a usable (subject|caller id)/,
     );
     assert.match((await refusedToken(await sign({ ...baseClaims(), groups: [1, 2] }))).message, /is not a list of groups/);
-    assert.match((await refusedToken(await sign({ ...baseClaims(), sub: "alice " }))).message, /not a usable subject/);
+    assert.match((await refusedToken(await sign({ ...baseClaims(), sub: "alice " }))).message, /not a usable (subject|caller id)/);
   });
 
   test("a token without exp or iat", async () => {

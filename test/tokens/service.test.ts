@@ -82,6 +82,29 @@ describe("token service", () => {
     assert.ok(!err.message.includes(token));
   });
 
+  test("verifyIssued verifies a token for whichever audience it was issued to, and refuses one it did not sign", async () => {
+    const service = await open();
+    const issued = await service.issue(grant({ audience: "payments" }));
+    const verified = await service.verifyIssued(issued.token);
+    assert.deepEqual([verified.audience, verified.grantId, verified.jti], ["payments", "grant-1", issued.jti]);
+    const elsewhere = await (await open()).issue(grant());
+    const err = await refusal(service.verifyIssued(elsewhere.token));
+    assert.ok(err instanceof Unauthenticated);
+    assert.match(err.message, /^TOKEN_(BAD_SIGNATURE|UNKNOWN_KEY): /);
+  });
+
+  test("a token is refused from the second of its exp, by verify and verifyIssued alike", async () => {
+    const clock = fakeClock();
+    const service = await open(clock);
+    const { token, expiresAt } = await service.issue(grant());
+    clock.t = expiresAt - 1;
+    assert.equal((await service.verifyIssued(token)).subject, "alice");
+    clock.t = expiresAt;
+    assert.match((await refusal(service.verifyIssued(token))).message, /^TOKEN_EXPIRED: /);
+    clock.t = expiresAt + 1000;
+    assert.match((await refusal(service.verify(token, "orders-db"))).message, /^TOKEN_EXPIRED: /);
+  });
+
   test("a grant with no time left gets FailedPrecondition", async () => {
     const service = await open();
     await assert.rejects(service.issue(grant({ expiresAt: T0 + 500 })), FailedPrecondition);

@@ -21,6 +21,7 @@ import {
   type TokenRejectedCode,
   type VerifyAccessTokenOptions,
   verifyAccessToken,
+  verifyAccessTokenOfAnyAudience,
 } from "../../src/enforce/verify.ts";
 import type { SigningKey } from "../../src/tokens/keys.ts";
 import { fakeClock, openRing, refusal, T0, tempDirs } from "./fixtures.ts";
@@ -110,17 +111,30 @@ describe("verifying access tokens: accepted", () => {
     }
   });
 
-  test("a token expired or not yet valid by less than the clock tolerance is accepted, and refused without tolerance", async () => {
+  test("a token issued (nbf and iat) up to the clock tolerance in the future is accepted, and refused without tolerance", async () => {
     const now = Math.floor(NOW / 1000);
-    const expired = await sign({ iat: now - 320, nbf: now - 320, exp: now - 20 });
-    const early = await sign({ iat: now + 20, nbf: now + 20, exp: now + 300 });
-    for (const token of [expired, early]) assert.equal((await verifyAccessToken(token, jwks, OPTIONS)).subject, "alice");
-    await rejected(expired, "TOKEN_EXPIRED", { clockToleranceS: 0 });
+    const early = await sign({ iat: now + 5, nbf: now + 5, exp: now + 300 });
+    const earlyIat = await sign({ iat: now + 5, nbf: undefined, exp: now + 300 });
+    for (const token of [early, earlyIat]) assert.equal((await verifyAccessToken(token, jwks, OPTIONS)).subject, "alice");
+    assert.equal((await verifyAccessToken(early, jwks, { ...OPTIONS, now: () => NOW - 20_000 })).subject, "alice");
     await rejected(early, "TOKEN_NOT_YET_VALID", { clockToleranceS: 0 });
   });
 
   test("a service answering to several audiences accepts a token for any of them", async () => {
     assert.equal((await verifyAccessToken(await sign(), jwks, { ...OPTIONS, audience: ["billing", "orders-db"] })).audience, "orders-db");
+  });
+
+  test("without an audience to pin (jitgate's own Check), the token's single audience is returned after every other check", async () => {
+    const anyAudience = { issuer: "jitgate", now: () => NOW };
+    assert.equal((await verifyAccessTokenOfAnyAudience(await sign({ aud: "payments" }), jwks, anyAudience)).audience, "payments");
+    const refusedWith = async (token: string, code: TokenRejectedCode) => {
+      const err = await refusal(verifyAccessTokenOfAnyAudience(token, jwks, anyAudience));
+      assert.ok(err instanceof TokenRejected && err.code === code, `${code}: ${err.message}`);
+    };
+    await refusedWith(await sign({}, { kid: key.kid }, attacker.privateKey), "TOKEN_BAD_SIGNATURE");
+    await refusedWith(await sign({ aud: undefined }), "TOKEN_CLAIMS_INVALID");
+    await refusedWith(await sign({ aud: ["orders-db", "payments"] }), "TOKEN_CLAIMS_INVALID");
+    await refusedWith(await sign({ iss: "https://evil.example" }), "TOKEN_WRONG_ISSUER");
   });
 });
 
@@ -162,6 +176,20 @@ describe("verifying access tokens: refused", () => {
     const [header, , signature] = (await sign()).split(".");
     const forged = b64({ ...CLAIMS, jti: randomUUID(), actions: ["read", "write", "admin"], scope: "read write admin" });
     await rejected(`${header}.${forged}.${signature}`, "TOKEN_BAD_SIGNATURE");
+  });
+
+  test("a token is refused from the moment of its exp: the clock tolerance never stretches exp", async () => {
+    const now = Math.floor(NOW / 1000);
+    const expiredOneSecondAgo = await sign({ iat: now - 300, nbf: now - 300, exp: now - 1 });
+    for (const clockToleranceS of [0, 30, 60]) {
+      const err = await rejected(expiredOneSecondAgo, "TOKEN_EXPIRED", { clockToleranceS });
+      assert.equal(err.message, "access token has expired");
+    }
+    const endsNow = await sign({ iat: now - 300, nbf: now - 300, exp: now });
+    await rejected(endsNow, "TOKEN_EXPIRED", { now: () => now * 1000 });
+    assert.equal((await verifyAccessToken(endsNow, jwks, { ...OPTIONS, now: () => now * 1000 - 1 })).subject, "alice");
+    // The same holds without an audience to check (jitgate's own Check).
+    await assert.rejects(verifyAccessTokenOfAnyAudience(expiredOneSecondAgo, jwks, { issuer: "jitgate", now: () => NOW }), /has expired/);
   });
 
   test("an expired token, and a token older than the longest lifetime, are refused, keeping jose's error as cause", async () => {
