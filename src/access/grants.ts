@@ -4,6 +4,7 @@ import { FailedPrecondition, NotFound, PermissionDenied } from "../errors.ts";
 import { audit } from "./audit.ts";
 import { type AccessDeps, isAdmin } from "./deps.ts";
 import { type AccessRequest, type Caller, type Grant, grantStatus } from "./model.ts";
+import { grantRefusal } from "./read-scope.ts";
 
 export function newGrant(deps: AccessDeps, request: AccessRequest, approvedAt: number): Grant {
   return {
@@ -25,9 +26,11 @@ export function newGrant(deps: AccessDeps, request: AccessRequest, approvedAt: n
 
 /** Its subject may give a grant up; anyone else must be an admin. */
 export function revokeGrant(deps: AccessDeps, caller: Caller, grantId: string, reason: string): Grant {
-  const grant = deps.store.grant(grantId) ?? notFoundGrant(grantId);
-  if (grant.subject !== caller.id && !isAdmin(deps, caller)) {
-    throw new PermissionDenied(`only ${grant.subject} or an admin (${deps.adminGroups.join(", ")}) may revoke grant ${grantId}`);
+  const admin = isAdmin(deps, caller);
+  const grant = deps.store.grant(grantId);
+  if (!grant && admin) throw new NotFound(`grant ${grantId} does not exist`);
+  if (!grant || (grant.subject !== caller.id && !admin)) {
+    throw grantRefusal(grantId, "revoke", `only its holder or an admin (${deps.adminGroups.join(", ")}) may`);
   }
   const now = deps.clock.now();
   const event = deps.store.transaction(() => {
@@ -55,8 +58,4 @@ export function revokeSubject(deps: AccessDeps, caller: Caller, subject: string,
   });
   if (events.length > 0) deps.feed.changed();
   return events.map((e) => e.grant);
-}
-
-function notFoundGrant(id: string): never {
-  throw new NotFound(`grant ${id} does not exist`);
 }

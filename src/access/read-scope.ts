@@ -21,7 +21,7 @@ export function mayReadRequest(deps: AccessDeps, caller: Caller, request: Access
   if (mayReadAudit(deps, caller)) return true;
   if (request.requester.id === caller.id) return true;
   if (request.reviews.some((r) => r.reviewer.id === caller.id)) return true;
-  return request.state === "PENDING" && request.pendingUntil > now && mayReview(deps, caller, request, now);
+  return request.state === "PENDING" && mayReview(deps, caller, request, now);
 }
 
 /** The policy's review entrypoint decides who may review; jitgate's separation of duties comes first. */
@@ -33,6 +33,7 @@ function mayReview(deps: AccessDeps, caller: Caller, request: AccessRequest, now
   return false;
 }
 
+/** The refusal for a request the caller may not read, and for an unknown one (to anyone but admins and auditors). */
 export function requestReadRefusal(id: string): PermissionDenied {
   return new PermissionDenied(
     `access request ${id} is not one you may read: you may read the requests you made, reviewed or may review (or it does not exist)`,
@@ -82,6 +83,14 @@ export function readableGrantFilter<F extends GrantFilter>(deps: AccessDeps, cal
 export function mayFollowRevocations(deps: AccessDeps, caller: Caller): void {
   if (mayReadAllGrants(deps, caller)) return;
   throw new PermissionDenied(`following revocations is for checker services, admins and auditors (members of ${trustedGroups(deps)})`);
+}
+
+/**
+ * The refusal for acting on a grant that is not the caller's, and for an unknown one: neither names the
+ * holder nor tells whether the grant exists.
+ */
+export function grantRefusal(id: string, act: string, who: string): PermissionDenied {
+  return new PermissionDenied(`grant ${id} is not one you may ${act}: ${who} (or it does not exist)`);
 }
 
 function trustedGroups(deps: AccessDeps): string {

@@ -4,11 +4,12 @@
 import { FailedPrecondition, NotFound, PermissionDenied } from "../errors.ts";
 import { formatReason, type PolicyReason } from "../policy/entrypoints.ts";
 import { audit } from "./audit.ts";
-import type { AccessDeps } from "./deps.ts";
+import { type AccessDeps, mayReadAudit } from "./deps.ts";
 import { newGrant } from "./grants.ts";
 import { displayId, samePerson } from "./identities.ts";
 import type { AccessRequest, Caller, ReviewDecision } from "./model.ts";
 import { reviewInput } from "./policy-input.ts";
+import { mayReadRequest, requestReadRefusal } from "./read-scope.ts";
 
 export interface ReviewInput {
   readonly requestId: string;
@@ -19,15 +20,18 @@ export interface ReviewInput {
 export function reviewRequest(deps: AccessDeps, caller: Caller, input: ReviewInput): AccessRequest {
   const now = deps.clock.now();
   const result = deps.store.transaction(() => {
-    const request = pendingRequest(deps, input.requestId, now);
+    const request = pendingRequest(deps, caller, input.requestId, now, (stored) => {
+      // Separation of duties first, so a look-alike of the requester learns why; then need-to-know.
+      const refused = separationOfDuties(stored, caller);
+      if (refused) {
+        throw new PermissionDenied(`${displayId(caller.id)} may not review request ${input.requestId}`, [formatReason(refused)], {
+          reasons: [refused],
+          requestId: input.requestId,
+        });
+      }
+      if (!mayReadRequest(deps, caller, stored, now)) throw requestReadRefusal(input.requestId);
+    });
     if (!request.ok) return request;
-    const refused = separationOfDuties(request.value, caller);
-    if (refused) {
-      throw new PermissionDenied(`${displayId(caller.id)} may not review request ${input.requestId}`, [formatReason(refused)], {
-        reasons: [refused],
-        requestId: input.requestId,
-      });
-    }
     const { result: verdict, revision } = deps.policy.reviewVerdict(reviewInput(request.value, caller, input.decision, now));
     if (!verdict.allowed) {
       throw new PermissionDenied(`${displayId(caller.id)} may not review request ${input.requestId}`, verdict.reasons.map(formatReason), {
@@ -75,11 +79,12 @@ export function reviewRequest(deps: AccessDeps, caller: Caller, input: ReviewInp
 export function cancelRequest(deps: AccessDeps, caller: Caller, requestId: string, reason: string): AccessRequest {
   const now = deps.clock.now();
   const result = deps.store.transaction(() => {
-    const request = pendingRequest(deps, requestId, now);
+    const request = pendingRequest(deps, caller, requestId, now, (stored) => {
+      if (stored.requester.id === caller.id) return;
+      if (!mayReadRequest(deps, caller, stored, now)) throw requestReadRefusal(requestId);
+      throw new PermissionDenied(`only the requester (${displayId(stored.requester.id)}) may cancel request ${requestId}`);
+    });
     if (!request.ok) return request;
-    if (request.value.requester.id !== caller.id) {
-      throw new PermissionDenied(`only the requester (${displayId(request.value.requester.id)}) may cancel request ${requestId}`);
-    }
     decide(deps, request.value, "CANCELLED", `cancelled by ${displayId(caller.id)}${reason ? `: ${reason}` : ""}`, now, caller.id);
     return { ok: true as const, value: request.value };
   });
@@ -111,12 +116,17 @@ function separationOfDuties(request: AccessRequest, reviewer: Caller): PolicyRea
 type Pending = { ok: true; value: AccessRequest } | { ok: false; error: Error };
 
 /**
- * The request, if it is still pending. One whose deadline has passed is recorded as EXPIRED here (the
- * transaction commits that) and reported as no longer pending: no sweeper lag is visible to reviewers.
+ * The request, if it is still pending. `guard` refuses callers who may not act on it before its state is told
+ * (to them an unknown request and a hidden one look alike). One whose deadline has passed is recorded as EXPIRED
+ * here (the transaction commits that) and reported as no longer pending: no sweeper lag is visible to reviewers.
  */
-function pendingRequest(deps: AccessDeps, id: string, now: number): Pending {
+function pendingRequest(deps: AccessDeps, caller: Caller, id: string, now: number, guard: (request: AccessRequest) => void): Pending {
   const request = deps.store.request(id);
-  if (!request) throw new NotFound(`access request ${id} does not exist`);
+  if (!request) {
+    if (mayReadAudit(deps, caller)) throw new NotFound(`access request ${id} does not exist`);
+    throw requestReadRefusal(id);
+  }
+  guard(request);
   if (request.state === "PENDING" && request.pendingUntil <= now) {
     for (const r of deps.store.expirePending(now, "timed out waiting for approvals")) {
       deps.store.appendAudit(audit.request("REQUEST_EXPIRED", { at: now, actor: "jitgate", request: r, reason: r.stateReason }));

@@ -1,12 +1,13 @@
 // Access tokens in the lifecycle: the holder of an active grant gets a short-lived token for it (audited),
 // and a check may present a token instead of naming a subject: the token must verify, its grant must still
 // be live, carry the action, and be on the resource asked about, and the policy must allow the action.
-import { FailedPrecondition, NotFound, PermissionDenied, Unauthenticated } from "../errors.ts";
+import { FailedPrecondition, Unauthenticated } from "../errors.ts";
 import { audit } from "./audit.ts";
 import { type CheckResult, decide, failureReason, recordDecision, refusal } from "./check.ts";
 import type { AccessDeps } from "./deps.ts";
 import { type Caller, type Grant, grantStatus } from "./model.ts";
 import type { VerifiedToken } from "./ports.ts";
+import { grantRefusal } from "./read-scope.ts";
 
 export interface IssuedAccessToken {
   readonly token: string;
@@ -18,9 +19,7 @@ export interface IssuedAccessToken {
 
 export async function issueToken(deps: AccessDeps, caller: Caller, grantId: string): Promise<IssuedAccessToken> {
   const grant = deps.store.grant(grantId);
-  if (!grant) throw new NotFound(`grant ${grantId} does not exist`);
-  if (grant.subject !== caller.id)
-    throw new PermissionDenied(`grant ${grantId} belongs to ${grant.subject}; only its holder gets tokens for it`);
+  if (!grant || grant.subject !== caller.id) throw grantRefusal(grantId, "get tokens for", "only its holder gets tokens for a grant");
   const status = grantStatus(grant, deps.clock.now());
   if (status !== "ACTIVE") throw new FailedPrecondition(`grant ${grantId} is ${status}, not ACTIVE`);
   const issued = await deps.tokens.issue(grant);

@@ -120,7 +120,9 @@ describe("access lifecycle", () => {
     const denied = access.review(carol, { requestId: pending.id, decision: "deny", comment: "not during the freeze" });
     assert.equal(denied.state, "DENIED");
     assert.match(denied.stateReason, /denied by carol: not during the freeze/);
-    assert.throws(() => access.review(bob, { requestId: pending.id, decision: "approve", comment: "" }), /is DENIED, not PENDING/);
+    // bob could have reviewed it while it was pending; decided without him, it is no longer his to read.
+    assert.throws(() => access.review(bob, { requestId: pending.id, decision: "approve", comment: "" }), /is not one you may read/);
+    assert.throws(() => access.review(carol, { requestId: pending.id, decision: "approve", comment: "" }), /already reviewed/);
   });
 
   test("only the requester may cancel, and only while pending", () => {

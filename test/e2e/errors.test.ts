@@ -106,8 +106,14 @@ describe("error codes", () => {
     // To anyone else an unknown request and someone else's look alike.
     const hidden = await failsWith(status.PERMISSION_DENIED, erin.call("GetAccessRequest", { id: "no-such-request" }));
     assert.match(hidden.message, /no-such-request is not one you may read/);
-    await failsWith(status.NOT_FOUND, erin.call("ReviewAccessRequest", { id: "no-such-request", decision: "REVIEW_DECISION_APPROVE" }));
-    await failsWith(status.NOT_FOUND, erin.call("RevokeGrant", { grant_id: "no-such-grant" }));
+    await failsWith(
+      status.PERMISSION_DENIED,
+      erin.call("ReviewAccessRequest", { id: "no-such-request", decision: "REVIEW_DECISION_APPROVE" }),
+    );
+    await failsWith(status.NOT_FOUND, auditor.call("ReviewAccessRequest", { id: "no-such-request", decision: "REVIEW_DECISION_APPROVE" }));
+    await failsWith(status.PERMISSION_DENIED, erin.call("RevokeGrant", { grant_id: "no-such-grant" }));
+    const admin = await server.as("adela", ["jitgate-admins"]);
+    await failsWith(status.NOT_FOUND, admin.call("RevokeGrant", { grant_id: "no-such-grant" }));
   });
 
   test("cancelling a request that is no longer pending is FAILED_PRECONDITION", async () => {

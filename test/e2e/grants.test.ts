@@ -139,7 +139,10 @@ describe("grants", () => {
     const grant = await grantRead(tom, ORDERS);
 
     const refused = await failsWith(status.PERMISSION_DENIED, uma.call("RevokeGrant", { grant_id: grant.id }));
-    assert.match(refused.message, /only tom or an admin/);
+    assert.match(refused.message, /is not one you may revoke: only its holder or an admin/);
+    assert.doesNotMatch(refused.message, /tom/, "the refusal does not name the holder");
+    const unknown = await failsWith(status.PERMISSION_DENIED, uma.call("RevokeGrant", { grant_id: "no-such-grant" }));
+    assert.equal(unknown.message.replace("no-such-grant", "<id>"), refused.message.replace(grant.id, "<id>"));
     assert.equal((await checkRead(tom, "tom")).allow, true, "a refused revocation changes nothing");
 
     const revoked = await adam.call("RevokeGrant", { grant_id: grant.id, reason: "left the team" });

@@ -113,8 +113,10 @@ describe("access lifecycle", () => {
     assert.equal(check.allow, true);
     assert.equal(check.grant_id, approved.grant.id);
 
-    const late = await failsWith(status.FAILED_PRECONDITION, dave.call("ReviewAccessRequest", approve));
-    assert.match(late.message, /APPROVED/);
+    // Decided without dave, the request is no longer his to read, or to learn the state of.
+    const late = await failsWith(status.PERMISSION_DENIED, dave.call("ReviewAccessRequest", approve));
+    assert.match(late.message, /is not one you may read/);
+    assert.doesNotMatch(late.message, /APPROVED/);
   });
 
   test("an emergency request from outside the break-glass group is denied with reasons and kept as DENIED", async () => {
