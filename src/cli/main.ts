@@ -33,7 +33,7 @@ program
   .option("--oidc-groups-claim <claim>", "claim holding the caller's groups, e.g. realm_access.roles (default groups)")
   .option("--oidc-subject-claim <claim>", "claim holding the caller's id (default sub)")
   .option("--oidc-algorithms <list>", "allowed signature algorithms (default RS256,ES256,EdDSA,PS256)")
-  .option("--oidc-clock-tolerance <seconds>", "clock skew allowed on exp/nbf, at most 60 (default 30)")
+  .option("--oidc-clock-tolerance <seconds>", "clock skew allowed on nbf/iat (never on exp), at most 60 (default 30)")
   .option("--mtls-ca <file>", "accept client certificates from this CA (env JITGATE_MTLS_CA)")
   .option("--mtls-groups <file>", "JSON map from certificate identity to groups (env JITGATE_MTLS_GROUPS)")
   .option("--tls-cert <file>", "the server's certificate (env JITGATE_TLS_CERT)")

@@ -81,7 +81,7 @@ export const SUPPORTED_ALGORITHMS: readonly string[] = [
 ];
 export const DEFAULT_ALGORITHMS: readonly string[] = ["RS256", "ES256", "EdDSA", "PS256"];
 export const DEFAULT_CLOCK_TOLERANCE_S = 30;
-/** A larger skew would keep expired tokens alive for minutes; fix the clocks instead. */
+/** Forgiveness for tokens dated in the future (nbf, iat; never exp): a larger skew means clocks to fix. */
 export const MAX_CLOCK_TOLERANCE_S = 60;
 export const DEV_ISSUER = "jitgate-dev";
 export const DEV_AUDIENCE = "jitgate";
