@@ -9,16 +9,13 @@ import type { ExportedAuditRecord, WhoHadRow } from "../../src/store/audit-queri
 import { openSqliteStore } from "../../src/store/sqlite.ts";
 import { aGrant, aRequest, aReview, MINUTE, T0 } from "../store/fixtures.ts";
 import { ROOT, removeDir, tempDir } from "../support/bundles.ts";
+import { cliForUserWhoCannotWrite } from "../support/other-user.ts";
 
 const JITGATE = join(ROOT, "bin", "jitgate");
 const iso = (ms: number) => new Date(ms).toISOString().replace(".000Z", "Z");
 
-// Root ignores file modes, so as root the read-only test runs the CLI as nobody to make "read-only" real.
-const NOBODY = 65534;
-const asUser = process.getuid?.() === 0 ? { uid: NOBODY, gid: NOBODY } : {};
-
-function jitgate(args: string[], env: Record<string, string> = {}, user: { uid?: number; gid?: number } = {}) {
-  return spawnSync(JITGATE, args, { cwd: ROOT, encoding: "utf8", timeout: 30_000, env: { PATH: process.env.PATH, ...env }, ...user });
+function jitgate(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(JITGATE, args, { cwd: ROOT, encoding: "utf8", timeout: 30_000, env: { PATH: process.env.PATH, ...env } });
 }
 
 const jsonLines = <T>(text: string): T[] =>
@@ -167,22 +164,29 @@ describe("jitgate audit who-had | history | export", () => {
     assert.equal(readFileSync(out, "utf8"), "keep me\n");
   });
 
-  test("works on a read-only copy in a read-only directory, and leaves nothing beside it", () => {
+  // Root ignores file modes: as root, the CLI runs as nobody (from an installed copy, since the checkout may be
+  // where nobody cannot go) to make "read-only" real.
+  test("works on a read-only copy in a read-only directory, and leaves nothing beside it", async () => {
     const ro = join(dir, "readonly");
     mkdirSync(ro);
     copyFileSync(file, join(ro, "jitgate.db"));
     chmodSync(join(ro, "jitgate.db"), 0o444);
     chmodSync(ro, 0o555);
     chmodSync(dir, 0o755); // mkdtemp's 0700 would keep nobody out
-    const run = jitgate(["audit", "who-had", "--data-dir", ro, "--resource", "orders-db", "--at", iso(T0), "--json"], {}, asUser);
-    assert.equal(run.status, 0, run.stderr);
-    assert.deepEqual(
-      jsonLines<WhoHadRow>(run.stdout).map((r) => r.grant_id),
-      ["g-alice"],
-    );
-    const history = jitgate(["audit", "history", "--subject", "carol", "--json"], { JITGATE_DATA_DIR: ro }, asUser);
-    assert.equal(jsonLines(history.stdout).length, 2, history.stderr);
-    assert.deepEqual(readdirSync(ro), ["jitgate.db"]);
+    const cli = await cliForUserWhoCannotWrite();
+    try {
+      const run = cli.run(["audit", "who-had", "--data-dir", ro, "--resource", "orders-db", "--at", iso(T0), "--json"]);
+      assert.equal(run.status, 0, `as ${cli.user}: ${run.error?.message ?? run.stderr}`);
+      assert.deepEqual(
+        jsonLines<WhoHadRow>(run.stdout).map((r) => r.grant_id),
+        ["g-alice"],
+      );
+      const history = cli.run(["audit", "history", "--subject", "carol", "--json"], { JITGATE_DATA_DIR: ro });
+      assert.equal(jsonLines(history.stdout).length, 2, `as ${cli.user}: ${history.error?.message ?? history.stderr}`);
+      assert.deepEqual(readdirSync(ro), ["jitgate.db"]);
+    } finally {
+      await cli.close();
+    }
   });
 
   test("a time that is not one is one line naming the option, exit 2", () => {
