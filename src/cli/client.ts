@@ -1,12 +1,13 @@
 // The CLI's connection to a jitgate server: address and credentials from flags or the environment, the
-// caller's token attached to every call, unary calls as promises with retries where they are safe.
+// caller's token attached to every call, unary calls as promises with retries where they are safe, and a
+// failed TLS handshake reported as the certificate problem it is (UNAUTHENTICATED), not as an outage.
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { InvalidArgument, Unauthenticated } from "../errors.ts";
 import { accessServiceDefinition, loadAccessPackage } from "../server/proto.ts";
-import { type Idempotence, withRetry } from "./retry.ts";
+import { type Idempotence, tlsFailure, withRetry } from "./retry.ts";
 
 export interface ConnectionFlags {
   address?: string;
@@ -40,7 +41,10 @@ export class JitgateClient {
   constructor(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env) {
     const address = flags.address ?? env.JITGATE_ADDRESS ?? DEFAULT_ADDRESS;
     const Client = grpc.makeGenericClientConstructor(accessServiceDefinition(loadAccessPackage()), "AccessService");
-    this.#client = new Client(address, credentials(flags, env)) as never;
+    const clientCertificate = (flags.cert ?? env.JITGATE_CERT) !== undefined;
+    this.#client = new Client(address, credentials(flags, env), {
+      interceptors: [tlsFailureAsUnauthenticated(address, clientCertificate)],
+    }) as never;
     this.#token =
       env.JITGATE_TOKEN ?? readToken(flags.tokenFile ?? env.JITGATE_TOKEN_FILE ?? tokenPath(env), flags.tokenFile !== undefined);
     const timeout = Number(flags.timeout ?? env.JITGATE_TIMEOUT ?? 30);
@@ -76,6 +80,29 @@ export class JitgateClient {
   close(): void {
     this.#client.close();
   }
+}
+
+/**
+ * grpc-js reports a failed TLS handshake as UNAVAILABLE, which reads (and would be retried) as a server outage.
+ * This ends such a call, unary or streaming, as UNAUTHENTICATED naming the problem: exit code 5, no retry.
+ */
+function tlsFailureAsUnauthenticated(address: string, clientCertificate: boolean): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, _listener, next) {
+        next(metadata, {
+          onReceiveStatus(status, nextStatus) {
+            const failure = tlsFailure(status, { clientCertificate });
+            if (!failure) return nextStatus(status);
+            nextStatus({
+              ...status,
+              code: grpc.status.UNAUTHENTICATED,
+              details: `TLS handshake with ${address} failed (a certificate or TLS setting, not a server outage): ${failure.problem}: ${failure.detail}`,
+            });
+          },
+        });
+      },
+    });
 }
 
 function credentials(flags: ConnectionFlags, env: NodeJS.ProcessEnv): grpc.ChannelCredentials {

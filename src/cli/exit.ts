@@ -3,6 +3,10 @@
 import { status } from "@grpc/grpc-js";
 import { describeThrown, type ErrorCode, JitgateError } from "../errors.ts";
 
+/**
+ * `unauthenticated` covers every authentication problem: an UNAUTHENTICATED answer (a token or a client
+ * certificate refused) and a TLS handshake that failed over certificates, which the client reports as one.
+ */
 export const EXIT = { ok: 0, denied: 1, usage: 2, unavailable: 3, timeout: 4, unauthenticated: 5, failure: 6 } as const;
 
 const EXIT_OF_CODE: Partial<Record<string, number>> = {

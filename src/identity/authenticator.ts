@@ -15,15 +15,19 @@ import {
   type OidcIdentityConfig,
 } from "./config.ts";
 import { DEV_ALGORITHM, loadOrCreateDevKey } from "./dev-issuer.ts";
-import { identityFromCertificate } from "./mtls.ts";
-import { createTokenVerifier, issuerKeys, localKeys, MAX_TOKEN_BYTES, type TokenVerifier } from "./oidc.ts";
+import { identityFromCertificate, NO_CLIENT_CERTIFICATE } from "./mtls.ts";
+import { createTokenVerifier, groupNameProblem, issuerKeys, localKeys, MAX_TOKEN_BYTES, type TokenVerifier } from "./oidc.ts";
 
 /** grpc-js 1.14 does not export its AuthContext type; this is it, as every server call returns it. */
 export type AuthContext = ReturnType<grpc.ServerUnaryCall<unknown, unknown>["getAuthContext"]>;
 
 export interface CallContext {
   readonly metadata: grpc.Metadata;
-  /** `call.getAuthContext()`: grpc-js fills `sslPeerCertificate` only for a certificate TLS verified. */
+  /**
+   * `call.getAuthContext()`: grpc-js fills `sslPeerCertificate` only when TLS verified the certificate against
+   * the configured CA (`socket.authorized`); calls on a connection whose certificate failed are refused by the
+   * mTLS listener (src/server/server.ts) before they get here, with the reason.
+   */
   readonly authContext: AuthContext | undefined;
 }
 
@@ -80,7 +84,7 @@ export async function createAuthenticator(config: IdentityConfig, options: Authe
         const id = identityFromCertificate(cert);
         return Object.freeze({ id, groups: groupsByCertIdentity.get(id) ?? NO_GROUPS });
       }
-      throw new Unauthenticated(NO_IDENTITY);
+      throw new Unauthenticated(verifiers.length === 0 ? NO_CLIENT_CERTIFICATE : NO_IDENTITY);
     },
     describe: () => `caller identity: ${modes.join("; ")}`,
   };
@@ -141,7 +145,11 @@ function chooseVerifier(verifiers: readonly TokenVerifier[]): (token: string) =>
   };
 }
 
-/** `{ "<certificate identity>": ["group", ...] }`; a missing file means no groups for anyone. */
+/**
+ * `{ "<certificate identity>": ["group", ...] }`; a missing file means no groups for anyone. Group names are
+ * used exactly as written (never trimmed or case-folded): one with surrounding whitespace or an invisible
+ * character refuses the whole file, as a token claim holding one refuses the token.
+ */
 export async function loadCertificateGroups(file: string | undefined): Promise<ReadonlyMap<string, readonly string[]>> {
   const groups = new Map<string, readonly string[]>();
   if (file === undefined) return groups;
@@ -157,10 +165,14 @@ export async function loadCertificateGroups(file: string | undefined): Promise<R
     throw new InvalidArgument(field, `${file} must hold an object mapping certificate identities to lists of groups`);
   }
   for (const [id, list] of Object.entries(parsed)) {
-    if (!Array.isArray(list) || !list.every((g) => typeof g === "string" && g.trim() !== "")) {
+    if (!Array.isArray(list) || !list.every((g) => typeof g === "string" && g !== "")) {
       throw new InvalidArgument(field, `${file}: the groups of '${id}' must be a list of non-empty strings`);
     }
-    groups.set(id, Object.freeze([...new Set(list.map((g: string) => g.trim()))]));
+    list.forEach((name: string, i) => {
+      const problem = groupNameProblem(name);
+      if (problem !== undefined) throw new InvalidArgument(field, `${file}: group ${i + 1} of '${id}' ${problem}`);
+    });
+    groups.set(id, Object.freeze([...new Set(list as string[])]));
   }
   return groups;
 }

@@ -1,8 +1,13 @@
 // The gRPC server: explicit transport limits (grpc-js sets almost none by default), the standard health
-// service, and a clean shutdown. Services are added by the caller; this module knows none of their logic.
+// service, mTLS on jitgate's own TLS listener, and a clean shutdown. Services are added by the caller; this
+// module knows none of their logic.
+import { once } from "node:events";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import { formatListen } from "../config.ts";
+import type { Unauthenticated } from "../errors.ts";
+import { type ClientCertificateCheck, clientCertificateRefusal, MutualTlsCredentials, type ServerTls } from "../identity/mtls.ts";
 
 export const SERVER_OPTIONS: grpc.ServerOptions = {
   "grpc.max_receive_message_length": 1 << 20,
@@ -27,6 +32,10 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/**
+ * `credentials` from `serverCredentials` (src/identity/mtls.ts) are served on jitgate's own TLS listener, so a
+ * refused client certificate is an UNAUTHENTICATED call naming why; any other credentials go to grpc-js.
+ */
 export async function startServer(
   host: string,
   port: number,
@@ -37,18 +46,20 @@ export async function startServer(
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, "NOT_SERVING"])));
   health.addToServer(server);
   register(server);
-  const bound = await new Promise<number>((ok, fail) =>
-    server.bindAsync(formatListen(host, port), credentials, (err, p) => (err ? fail(err) : ok(p))),
-  );
+  const listener =
+    credentials instanceof MutualTlsCredentials
+      ? await listenMutualTls(server, credentials.tls, host, port)
+      : await bindGrpc(server, credentials, host, port);
   return {
-    address: formatListen(host, bound),
-    port: bound,
+    address: formatListen(host, listener.port),
+    port: listener.port,
     setServing(serving) {
       const status: ServingStatus = serving ? "SERVING" : "NOT_SERVING";
       for (const s of HEALTH_SERVICES) health.setStatus(s, status);
     },
     close(graceMs = 5_000) {
       for (const s of HEALTH_SERVICES) health.setStatus(s, "NOT_SERVING");
+      listener.stopAccepting();
       return new Promise<void>((done) => {
         const force = setTimeout(() => server.forceShutdown(), graceMs);
         server.tryShutdown(() => {
@@ -57,5 +68,96 @@ export async function startServer(
         });
       });
     },
+  };
+}
+
+interface Listener {
+  readonly port: number;
+  stopAccepting(): void;
+}
+
+async function bindGrpc(server: grpc.Server, credentials: grpc.ServerCredentials, host: string, port: number): Promise<Listener> {
+  const bound = await new Promise<number>((ok, fail) =>
+    server.bindAsync(formatListen(host, port), credentials, (err, p) => (err ? fail(err) : ok(p))),
+  );
+  // grpc-js stops its own listeners in tryShutdown/forceShutdown.
+  return { port: bound, stopAccepting: () => {} };
+}
+
+/**
+ * mTLS where grpc-js cannot say why a certificate was refused: its `createSsl(ca, ..., true)` fails the
+ * handshake (the client sees UNAVAILABLE) and its `getAuthContext` shows only certificates TLS verified. So
+ * this listener asks for a client certificate without failing the handshake, and hands each connection to a
+ * grpc-js connection injector by what TLS found: verified, or none where none is needed, to the one that
+ * serves calls (grpc-js then reports the verified certificate, and only that, in `getAuthContext`); any other
+ * to one that refuses every call on it with UNAUTHENTICATED and the reason, before a handler runs.
+ */
+async function listenMutualTls(server: grpc.Server, tls: ServerTls, host: string, port: number): Promise<Listener> {
+  const serving = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  // One per reason; reasons come from a fixed set of OpenSSL verification codes, so this stays small.
+  const refusing = new Map<string, grpc.ConnectionInjector>();
+  const refusingWith = (refusal: Unauthenticated) => {
+    let injector = refusing.get(refusal.message);
+    if (!injector) {
+      const credentials = grpc.experimental.createServerCredentialsWithInterceptors(grpc.ServerCredentials.createInsecure(), [
+        refuseEveryCall(refusal),
+      ]);
+      injector = server.createConnectionInjector(credentials);
+      refusing.set(refusal.message, injector);
+    }
+    return injector;
+  };
+  const listener = createTlsServer({
+    ca: tls.ca,
+    cert: tls.cert,
+    key: tls.key,
+    requestCert: true,
+    rejectUnauthorized: false,
+    ALPNProtocols: ["h2"],
+  });
+  let stopped = false;
+  listener.on("secureConnection", (socket: TLSSocket) => {
+    // A handshake that ends after shutdown began would reach a server that no longer drains its connections.
+    if (stopped) return socket.destroy();
+    // As grpc-js does for its own TLS connections (nodejs/node#35824): an error ends the connection and its calls.
+    socket.on("error", () => {});
+    // The verdict below, and the certificate grpc-js reports per call, are this handshake's: a TLS 1.2
+    // renegotiation must not bring in another certificate afterwards, so it ends the connection instead.
+    // (Node's HTTP/2 session disables it too; this keeps the guarantee beside the verdict it protects.)
+    socket.disableRenegotiation();
+    const refusal = clientCertificateRefusal(certificateCheck(socket), tls.requireClientCert);
+    (refusal ? refusingWith(refusal) : serving).injectConnection(socket);
+  });
+  listener.listen(port, host);
+  await once(listener, "listening");
+  const address = listener.address();
+  return {
+    port: typeof address === "object" && address ? address.port : port,
+    // Connections already handed over are grpc-js's: the server's shutdown drains them.
+    stopAccepting: () => {
+      stopped = true;
+      listener.close();
+    },
+  };
+}
+
+function certificateCheck(socket: TLSSocket): ClientCertificateCheck {
+  // Node's types say Error; at run time it is the OpenSSL code as a string (UNABLE_TO_VERIFY_LEAF_SIGNATURE).
+  const error = socket.authorizationError as unknown;
+  return {
+    presented: socket.getPeerCertificate().raw !== undefined,
+    authorized: socket.authorized,
+    authorizationError: typeof error === "string" ? error : error instanceof Error ? error.message : undefined,
+  };
+}
+
+/** Ends each call with `refusal` as soon as its headers arrive, so no handler (or health check) runs. */
+function refuseEveryCall(refusal: Unauthenticated): grpc.ServerInterceptor {
+  const status = { code: grpc.status.UNAUTHENTICATED, details: refusal.message };
+  return (_method, call) => {
+    const refused: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
+      start: (next) => next({ onReceiveMetadata: () => refused.sendStatus({ ...status, metadata: new grpc.Metadata() }) }),
+    });
+    return refused;
   };
 }

@@ -1,64 +1,29 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { randomBytes, X509Certificate } from "node:crypto";
+import { X509Certificate } from "node:crypto";
+import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { PeerCertificate } from "node:tls";
-import { promisify } from "node:util";
+import { connect, type PeerCertificate } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { InvalidArgument, JitgateError, Unauthenticated } from "../../src/errors.ts";
 import { type Authenticator, createAuthenticator } from "../../src/identity/authenticator.ts";
 import { parseIdentityConfig } from "../../src/identity/config.ts";
 import { issueDevToken } from "../../src/identity/dev-issuer.ts";
-import { identityFromCertificate, serverCredentials, subjectAltNames } from "../../src/identity/mtls.ts";
+import { clientCertificateRefusal, identityFromCertificate, serverCredentials, subjectAltNames } from "../../src/identity/mtls.ts";
+import { type RunningServer, startServer } from "../../src/server/server.ts";
+import { makeTestCertificates, SPIFFE_ID } from "../support/certificates.ts";
 
-const run = promisify(execFile);
-const SPIFFE_ID = "spiffe://example.org/ns/ops/sa/deployer";
 let dir: string;
 const file = (name: string) => join(dir, name);
-
-/** `openssl` with fixed words (split on spaces) followed by arguments that may hold anything. */
-async function openssl(words: string, ...args: string[]): Promise<void> {
-  await run("openssl", [...words.split(" "), ...args]);
-}
-
-const EC_KEY = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-
-/** A CA (or a rogue one) and certificates it signs, made with the openssl CLI. */
-async function makeCa(name: string): Promise<void> {
-  const ext = "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign";
-  await openssl(`req -x509 ${EC_KEY} -days 1 ${ext}`, "-keyout", file(`${name}.key`), "-out", file(`${name}.pem`), "-subj", `/CN=${name}`);
-}
-
-async function makeCert(ca: string, name: string, subject: string, extensions: string[]): Promise<void> {
-  await openssl(`req -new ${EC_KEY}`, "-keyout", file(`${name}.key`), "-out", file(`${name}.csr`), "-subj", subject);
-  await writeFile(file(`${name}.ext`), `[ext]\n${extensions.join("\n")}\n`);
-  const signer = ["-CA", file(`${ca}.pem`), "-CAkey", file(`${ca}.key`), "-set_serial", `0x${randomBytes(8).toString("hex")}`];
-  await openssl(
-    "x509 -req -days 1 -extensions ext",
-    "-in",
-    file(`${name}.csr`),
-    ...signer,
-    "-out",
-    file(`${name}.pem`),
-    "-extfile",
-    file(`${name}.ext`),
-  );
-}
 
 const pem = (name: string) => readFile(file(`${name}.pem`));
 const legacy = async (name: string): Promise<PeerCertificate> => new X509Certificate(await pem(name)).toLegacyObject();
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), "jitgate-mtls-"));
-  await makeCa("ca");
-  await makeCa("rogue-ca");
-  await makeCert("ca", "server", "/CN=localhost", ["subjectAltName=DNS:localhost,IP:127.0.0.1", "extendedKeyUsage=serverAuth"]);
-  await makeCert("ca", "deployer", "/CN=deployer", [`subjectAltName=URI:${SPIFFE_ID},DNS:deployer.ops.svc`, "extendedKeyUsage=clientAuth"]);
-  await makeCert("ca", "alice", "/O=Example/CN=alice", ["extendedKeyUsage=clientAuth"]);
-  await makeCert("rogue-ca", "impostor", "/CN=impostor", [`subjectAltName=URI:${SPIFFE_ID}`, "extendedKeyUsage=clientAuth"]);
+  await makeTestCertificates(dir);
   await writeFile(file("groups.json"), JSON.stringify({ [SPIFFE_ID]: ["deployers"], alice: ["oncall", "dba"] }));
 });
 after(() => rm(dir, { recursive: true, force: true }));
@@ -152,6 +117,45 @@ describe("mTLS configuration", () => {
   });
 });
 
+describe("refusing a connection's client certificate", () => {
+  const check = (presented: boolean, authorized: boolean, authorizationError?: string) => ({ presented, authorized, authorizationError });
+
+  test("a verified certificate is never refused; none is refused only where certificates are required", () => {
+    assert.equal(clientCertificateRefusal(check(true, true), true), undefined);
+    // OpenSSL reports UNABLE_TO_GET_ISSUER_CERT when no certificate came at all: that is not "another CA".
+    assert.equal(clientCertificateRefusal(check(false, false, "UNABLE_TO_GET_ISSUER_CERT"), true)?.message, "no client certificate");
+    assert.equal(clientCertificateRefusal(check(false, false, "UNABLE_TO_GET_ISSUER_CERT"), false), undefined);
+  });
+
+  test("a certificate TLS could not verify is refused in both modes, naming why in words and by its code", () => {
+    for (const required of [true, false]) {
+      const refusal = clientCertificateRefusal(check(true, false, "SELF_SIGNED_CERT_IN_CHAIN"), required);
+      assert.ok(refusal instanceof Unauthenticated);
+      assert.equal(
+        refusal.message,
+        "client certificate not issued by a trusted CA (SELF_SIGNED_CERT_IN_CHAIN: its chain ends at a CA this server does not trust)",
+      );
+    }
+    assert.equal(
+      clientCertificateRefusal(check(true, false, "CERT_HAS_EXPIRED"), false)?.message,
+      "client certificate not accepted (CERT_HAS_EXPIRED: it has expired)",
+    );
+    assert.equal(
+      clientCertificateRefusal(check(true, false, "SOME_FUTURE_CODE"), false)?.message,
+      "client certificate not accepted (SOME_FUTURE_CODE)",
+    );
+    assert.equal(clientCertificateRefusal(check(true, false), false)?.message, "client certificate not accepted (UNKNOWN)");
+  });
+
+  test("a certificate-only server without a verified certificate says so, not 'send a bearer token'", async () => {
+    const auth = await createAuthenticator(parseIdentityConfig({ mtls: { caFile: file("ca.pem") } }, dir));
+    await assert.rejects(auth.authenticate({ metadata: new grpc.Metadata(), authContext: {} }), {
+      name: "Unauthenticated",
+      message: "no client certificate",
+    });
+  });
+});
+
 // A one-method service whose handler answers with the caller jitgate sees: "<id>|<groups>".
 const WHO_AM_I = {
   whoAmI: {
@@ -166,27 +170,33 @@ const WHO_AM_I = {
 } as const;
 const IdentityClient = grpc.makeGenericClientConstructor(WHO_AM_I, "Identity");
 
-async function startServer(auth: Authenticator, requireClientCert: boolean): Promise<{ port: number; server: grpc.Server }> {
-  const server = new grpc.Server();
-  server.addService(WHO_AM_I, {
-    whoAmI(call: grpc.ServerUnaryCall<Buffer, string>, callback: grpc.sendUnaryData<string>) {
-      auth.authenticate({ metadata: call.metadata, authContext: call.getAuthContext() }).then(
-        (caller) => callback(null, `${caller.id}|${caller.groups.join(",")}`),
-        (err: unknown) => {
-          const code = err instanceof Unauthenticated ? grpc.status.UNAUTHENTICATED : grpc.status.INTERNAL;
-          callback({ code, details: err instanceof JitgateError ? err.message : "internal error" });
-        },
-      );
-    },
-  });
+/** jitgate's own server (its mTLS listener) with the WhoAmI service; `handled` counts calls that reached it. */
+async function serveWhoAmI(
+  auth: Authenticator,
+  requireClientCert: boolean,
+): Promise<{ port: number; server: RunningServer; handled: () => number }> {
+  let handled = 0;
   const credentials = await serverCredentials({
     caFile: file("ca.pem"),
     certFile: file("server.pem"),
     keyFile: file("server.key"),
     requireClientCert,
   });
-  const port = await new Promise<number>((ok, fail) => server.bindAsync("127.0.0.1:0", credentials, (err, p) => (err ? fail(err) : ok(p))));
-  return { port, server };
+  const server = await startServer("127.0.0.1", 0, credentials, (s) =>
+    s.addService(WHO_AM_I, {
+      whoAmI(call: grpc.ServerUnaryCall<Buffer, string>, callback: grpc.sendUnaryData<string>) {
+        handled++;
+        auth.authenticate({ metadata: call.metadata, authContext: call.getAuthContext() }).then(
+          (caller) => callback(null, `${caller.id}|${caller.groups.join(",")}`),
+          (err: unknown) => {
+            const code = err instanceof Unauthenticated ? grpc.status.UNAUTHENTICATED : grpc.status.INTERNAL;
+            callback({ code, details: err instanceof JitgateError ? err.message : "internal error" });
+          },
+        );
+      },
+    }),
+  );
+  return { port: server.port, server, handled: () => handled };
 }
 
 async function whoAmI(port: number, client: string | undefined, token?: string): Promise<string> {
@@ -218,28 +228,94 @@ async function callError(promise: Promise<string>): Promise<grpc.ServiceError> {
   );
 }
 
-describe("mTLS end to end (grpc-js on loopback)", () => {
-  test("client certificates are required: the SPIFFE id and CN come back; no certificate fails the handshake", async () => {
+/** The call's status code and details, for a call that must fail. */
+async function refusal(promise: Promise<string>): Promise<[string, string]> {
+  const err = await callError(promise);
+  return [grpc.status[err.code] as string, err.details];
+}
+
+const FOREIGN_CA = [
+  "UNAUTHENTICATED",
+  "client certificate not issued by a trusted CA (UNABLE_TO_VERIFY_LEAF_SIGNATURE: its issuer is not a CA this server trusts)",
+];
+
+describe("mTLS end to end (jitgate's server on loopback)", () => {
+  test("client certificates are required: the CA's certificates identify callers; none, or a bad one, is UNAUTHENTICATED naming why", async () => {
     const auth = await createAuthenticator(parseIdentityConfig({ mtls: { caFile: file("ca.pem"), groupsFile: file("groups.json") } }, dir));
-    const { port, server } = await startServer(auth, true);
+    const { port, server, handled } = await serveWhoAmI(auth, true);
     try {
       assert.equal(await whoAmI(port, "deployer"), `${SPIFFE_ID}|deployers`);
       assert.equal(await whoAmI(port, "alice"), "alice|oncall,dba");
-      const noCert = await callError(whoAmI(port, undefined));
-      assert.equal(noCert.code, grpc.status.UNAVAILABLE);
-      assert.match(noCert.details, /alert certificate required/);
-      assert.equal((await callError(whoAmI(port, "impostor"))).code, grpc.status.UNAVAILABLE, "another CA's certificate fails too");
+      const reached = handled();
+      assert.deepEqual(await refusal(whoAmI(port, undefined)), ["UNAUTHENTICATED", "no client certificate"]);
+      // The impostor carries the deployer's SPIFFE ID; signed by another CA it identifies no one.
+      assert.deepEqual(await refusal(whoAmI(port, "impostor")), FOREIGN_CA);
+      assert.deepEqual(await refusal(whoAmI(port, "impostor-chain")), [
+        "UNAUTHENTICATED",
+        "client certificate not issued by a trusted CA (SELF_SIGNED_CERT_IN_CHAIN: its chain ends at a CA this server does not trust)",
+      ]);
+      assert.deepEqual(await refusal(whoAmI(port, "lapsed")), [
+        "UNAUTHENTICATED",
+        "client certificate not accepted (CERT_HAS_EXPIRED: it has expired)",
+      ]);
+      assert.deepEqual(await refusal(whoAmI(port, "web")), [
+        "UNAUTHENTICATED",
+        "client certificate not accepted (INVALID_PURPOSE: it is not meant for client authentication (extended key usage))",
+      ]);
+      assert.equal(handled(), reached, "refused connections never reach a handler");
+      assert.equal(await whoAmI(port, "deployer"), `${SPIFFE_ID}|deployers`, "the server still serves good certificates afterwards");
+    } finally {
+      await server.close(1_000);
+    }
+  });
+
+  test("a TLS 1.2 renegotiation ends the connection: a second handshake could bring another certificate", async () => {
+    const auth = await createAuthenticator(parseIdentityConfig({ mtls: { caFile: file("ca.pem") } }, dir));
+    const { port, server } = await serveWhoAmI(auth, true);
+    try {
+      const [ca, cert, key] = await Promise.all([pem("ca"), pem("alice"), readFile(file("alice.key"))]);
+      const socket = connect({
+        port,
+        host: "127.0.0.1",
+        servername: "localhost",
+        ca,
+        cert,
+        key,
+        maxVersion: "TLSv1.2",
+        ALPNProtocols: ["h2"],
+      });
+      socket.on("error", () => {});
+      socket.resume();
+      await once(socket, "secureConnect");
+      let renegotiated = false;
+      socket.renegotiate({}, (err) => (renegotiated = err === null));
+      await once(socket, "close");
+      assert.equal(renegotiated, false);
+    } finally {
+      await server.close(1_000);
+    }
+  });
+
+  test("the mTLS credentials given straight to grpc-js's bindAsync serve no call at all (fail closed)", async () => {
+    const server = new grpc.Server();
+    server.addService(WHO_AM_I, { whoAmI: (_call: unknown, callback: grpc.sendUnaryData<string>) => callback(null, "served") });
+    const credentials = await serverCredentials({ caFile: file("ca.pem"), certFile: file("server.pem"), keyFile: file("server.key") });
+    const port = await new Promise<number>((ok, fail) =>
+      server.bindAsync("127.0.0.1:0", credentials, (err, p) => (err ? fail(err) : ok(p))),
+    );
+    try {
+      assert.equal((await callError(whoAmI(port, "deployer"))).code, grpc.status.UNAVAILABLE);
     } finally {
       server.forceShutdown();
     }
   });
 
-  test("optional client certificates: a token alone works, a token beats a certificate, an unverified certificate identifies no one", async () => {
+  test("optional client certificates: a token alone works, a token beats a certificate, a certificate that fails verification is refused even with a valid token", async () => {
     const dataDir = join(dir, "data");
     const config = parseIdentityConfig({ mtls: { caFile: file("ca.pem"), groupsFile: file("groups.json") }, dev: true, dataDir }, dir);
     const auth = await createAuthenticator(config);
     assert.match(auth.describe(), /client certificates from CA .*ca\.pem/);
-    const { port, server } = await startServer(auth, false);
+    const { port, server } = await serveWhoAmI(auth, false);
     try {
       const token = await issueDevToken({ dataDir, subject: "carol", groups: ["sre"], ttlSeconds: 60 });
       assert.equal(await whoAmI(port, undefined, token), "carol|sre");
@@ -249,12 +325,15 @@ describe("mTLS end to end (grpc-js on loopback)", () => {
       const downgrade = await callError(whoAmI(port, "deployer", expired));
       assert.equal(downgrade.code, grpc.status.UNAUTHENTICATED, "a bad token is refused, not replaced by the certificate");
       assert.match(downgrade.details, /token expired/);
-      const anonymous = await callError(whoAmI(port, undefined));
-      assert.equal(anonymous.code, grpc.status.UNAUTHENTICATED);
-      assert.match(anonymous.details, /no caller identity: send 'authorization: Bearer <token>' or a client certificate/);
-      assert.equal((await callError(whoAmI(port, "impostor"))).code, grpc.status.UNAUTHENTICATED);
+      assert.deepEqual(await refusal(whoAmI(port, undefined)), [
+        "UNAUTHENTICATED",
+        "no caller identity: send 'authorization: Bearer <token>' or a client certificate",
+      ]);
+      assert.deepEqual(await refusal(whoAmI(port, "impostor")), FOREIGN_CA);
+      // Refused, not served as carol: the caller offered a credential that identifies no one, and should hear so.
+      assert.deepEqual(await refusal(whoAmI(port, "impostor", token)), FOREIGN_CA);
     } finally {
-      server.forceShutdown();
+      await server.close(1_000);
     }
   });
 });
