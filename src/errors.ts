@@ -91,6 +91,12 @@ export class PolicyEvaluationError extends JitgateError {
   override readonly code = "UNAVAILABLE";
 }
 
+/** The policy did not answer within its time budget (`--policy-timeout`); the evaluation was stopped. */
+export class PolicyTimeout extends JitgateError {
+  override readonly code = "UNAVAILABLE";
+  readonly reason = "policy_timeout";
+}
+
 /** A foreign value thrown (opa-wasm throws plain strings and objects) as an Error with a readable message. */
 export function describeThrown(thrown: unknown): string {
   if (thrown instanceof Error) return thrown.message;

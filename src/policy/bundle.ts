@@ -13,6 +13,8 @@ export interface PolicyBundle {
   readonly revision: string;
   readonly policy: LoadedPolicy;
   readonly entrypoints: readonly string[];
+  /** The bundle file's bytes, so policy workers load exactly what was verified here. */
+  readonly bytes: Buffer;
 }
 
 const MAX_BUNDLE_BYTES = 64 << 20;
@@ -30,7 +32,13 @@ export async function loadBundleFile(file: string): Promise<PolicyBundle> {
   return loadBundle(file, bytes);
 }
 
-export async function loadBundle(file: string, bytes: Buffer): Promise<PolicyBundle> {
+/** Told around each verification evaluation, so a policy worker's watchdog can time them (see pool.ts). */
+export interface VerificationHooks {
+  readonly beforeEvaluation?: () => void;
+  readonly afterEvaluation?: () => void;
+}
+
+export async function loadBundle(file: string, bytes: Buffer, hooks: VerificationHooks = {}): Promise<PolicyBundle> {
   const entries = readArchive(file, bytes);
   const wasm = entries.get("policy.wasm") ?? missing(file, "policy.wasm");
   const manifest = parseJson(file, ".manifest", entries.get(".manifest") ?? missing(file, ".manifest"));
@@ -53,13 +61,23 @@ export async function loadBundle(file: string, bytes: Buffer): Promise<PolicyBun
   if (absent.length > 0) {
     throw new BundleError(file, `missing entrypoint(s) ${absent.join(", ")} (build with every -e that src/policy/entrypoints.ts lists)`);
   }
-  verifyAnswers(file, policy);
-  verifyCatalog(file, policy);
-  return { file, revision, policy, entrypoints };
+  const timed = <T>(evaluate: () => T): T => {
+    hooks.beforeEvaluation?.();
+    try {
+      return evaluate();
+    } finally {
+      hooks.afterEvaluation?.();
+    }
+  };
+  verifyAnswers(file, policy, timed);
+  verifyCatalog(file, policy, timed);
+  return { file, revision, policy, entrypoints, bytes };
 }
 
 /** Every entrypoint must answer even an empty input with a well-formed (fail-closed) result. */
-function verifyAnswers(file: string, policy: LoadedPolicy): void {
+type Timed = <T>(evaluate: () => T) => T;
+
+function verifyAnswers(file: string, policy: LoadedPolicy, timed: Timed): void {
   const probes = [
     [ENTRYPOINTS.requestPlan, decodeRequestPlan],
     [ENTRYPOINTS.reviewVerdict, decodeReviewVerdict],
@@ -68,7 +86,7 @@ function verifyAnswers(file: string, policy: LoadedPolicy): void {
   for (const [entrypoint, decode] of probes) {
     let result: unknown;
     try {
-      result = (policy.evaluate({}, entrypoint) as { result?: unknown }[])[0]?.result;
+      result = timed(() => (policy.evaluate({}, entrypoint) as { result?: unknown }[])[0]?.result);
     } catch (err) {
       throw new BundleError(file, `entrypoint ${entrypoint} fails to evaluate: ${describeThrown(err)}`, { cause: err });
     }
@@ -82,10 +100,10 @@ function verifyAnswers(file: string, policy: LoadedPolicy): void {
 }
 
 /** The policy's own check of its data: a catalogue with mistakes is refused before it can serve. */
-function verifyCatalog(file: string, policy: LoadedPolicy): void {
+function verifyCatalog(file: string, policy: LoadedPolicy, timed: Timed): void {
   let errors: unknown;
   try {
-    errors = (policy.evaluate({}, ENTRYPOINTS.catalogErrors) as { result?: unknown }[])[0]?.result;
+    errors = timed(() => (policy.evaluate({}, ENTRYPOINTS.catalogErrors) as { result?: unknown }[])[0]?.result);
   } catch (err) {
     throw new BundleError(file, `entrypoint ${ENTRYPOINTS.catalogErrors} fails to evaluate: ${describeThrown(err)}`, { cause: err });
   }

@@ -47,6 +47,15 @@ export class PolicyEngine {
 
   /** Evaluates any entrypoint of the active bundle; the result is the raw JSON value (undefined if the rule is). */
   evaluate(entrypoint: string, input: unknown): Evaluated<unknown> {
+    // Serialised input in an exact ArrayBuffer skips a copy inside opa-wasm.
+    return this.evaluateSerialized(entrypoint, this.#encoder.encode(JSON.stringify(input ?? null)).buffer);
+  }
+
+  /**
+   * Evaluates with input already serialised as JSON in an ArrayBuffer holding exactly that JSON. A Buffer must
+   * not be passed: opa-wasm would treat it as an object and evaluate against garbage.
+   */
+  evaluateSerialized(entrypoint: string, json: ArrayBuffer): Evaluated<unknown> {
     const active = this.#active;
     if (!active) throw new Unavailable("no policy bundle is loaded");
     if (!active.bundle.entrypoints.includes(entrypoint)) {
@@ -56,10 +65,7 @@ export class PolicyEngine {
     }
     let resultSet: { result?: unknown }[];
     try {
-      // Serialised input in an exact ArrayBuffer skips a copy inside opa-wasm. A Buffer must not be passed:
-      // opa-wasm would treat it as an object and evaluate against garbage.
-      const bytes = this.#encoder.encode(JSON.stringify(input ?? null));
-      resultSet = active.bundle.policy.evaluate(bytes.buffer, entrypoint);
+      resultSet = active.bundle.policy.evaluate(json, entrypoint);
     } catch (err) {
       throw new PolicyEvaluationError(`policy ${entrypoint} failed to evaluate: ${describeThrown(err)}`, { cause: err });
     }

@@ -1,0 +1,63 @@
+// One policy worker thread: holds a compiled bundle and evaluates batches of inputs on it, telling the pool
+// through shared memory which evaluation it is in and since when, so the pool can stop a run-away one.
+import { parentPort, workerData } from "node:worker_threads";
+import { describeThrown } from "../errors.ts";
+import { loadBundle } from "./bundle.ts";
+import { PolicyEngine } from "./engine.ts";
+import { PROGRESS, type WorkerReply, type WorkerRequest } from "./pool-protocol.ts";
+
+const port = parentPort;
+if (!port) throw new Error("pool-worker.ts runs only as a worker thread");
+const progress = new Int32Array((workerData as { progress: SharedArrayBuffer }).progress);
+const engine = new PolicyEngine();
+const encoder = new TextEncoder();
+
+/** Milliseconds since the pool's epoch (an Int32 holds ~24 days of them). */
+const since = (epoch: number) => Math.round(performance.timeOrigin + performance.now() - epoch);
+
+let queue = Promise.resolve();
+port.on("message", (msg: WorkerRequest) => {
+  // One message at a time, in order: a load always completes before the evaluations sent after it.
+  queue = queue.then(() => handle(msg));
+});
+
+async function handle(msg: WorkerRequest): Promise<void> {
+  if (msg.t === "load") {
+    try {
+      const bundle = await loadBundle(msg.file, Buffer.from(msg.bytes), {
+        beforeEvaluation: () => mark(msg.epoch, -1),
+        afterEvaluation: () => Atomics.store(progress, PROGRESS.busy, 0),
+      });
+      engine.activate(bundle);
+      reply({ t: "loaded", revision: bundle.revision, entrypoints: [...bundle.entrypoints] });
+    } catch (err) {
+      reply({ t: "load-failed", message: describeThrown(err) });
+    }
+    return;
+  }
+  const results: WorkerReply & { t: "results" } = { t: "results", seq: msg.seq, results: [] };
+  for (let i = 0; i < msg.items.length; i++) {
+    const item = msg.items[i] as { entrypoint: string; input: string };
+    mark(msg.epoch, i, msg.seq);
+    try {
+      const { result, revision } = engine.evaluateSerialized(item.entrypoint, encoder.encode(item.input).buffer);
+      results.results.push({ ok: true, result, revision });
+    } catch (err) {
+      results.results.push({ ok: false, message: describeThrown(err) });
+    }
+  }
+  Atomics.store(progress, PROGRESS.busy, 0);
+  reply(results);
+}
+
+/** Records that evaluation `index` of batch `seq` starts now (index -1: a verification input while loading). */
+function mark(epoch: number, index: number, seq = 0): void {
+  Atomics.store(progress, PROGRESS.startedAt, since(epoch));
+  Atomics.store(progress, PROGRESS.index, index);
+  Atomics.store(progress, PROGRESS.seq, seq);
+  Atomics.store(progress, PROGRESS.busy, 1);
+}
+
+function reply(msg: WorkerReply): void {
+  port?.postMessage(msg);
+}
