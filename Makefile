@@ -94,8 +94,10 @@ demo: $(BUNDLE) $(DEPS)
 
 bench: $(BUNDLE) $(DEPS)
 	node bench/policy-eval.ts
+	node bench/policy-handoff.ts
 	node bench/enforce.ts
 	node bench/check.ts
+	node bench/dev-loop.ts
 
 enforce-package: $(DEPS)
 	node scripts/pack-enforce.ts

@@ -11,24 +11,27 @@ import { tapCommittedAudit } from "./access/audit-tap.ts";
 import { ChangeFeed } from "./access/feed.ts";
 import type { DecisionRecord } from "./access/model.ts";
 import type { Clock, DecisionSink } from "./access/ports.ts";
+import { RequestRateLimit } from "./access/rate-limit.ts";
 import { AuditCheckpointer } from "./checkpoints/checkpointer.ts";
 import type { ServeConfig } from "./config.ts";
 import { DecisionLog } from "./decisions/decision-log.ts";
 import { openJsonLinesSink } from "./decisions/json-lines.ts";
 import { createAuthenticator } from "./identity/authenticator.ts";
 import { serverCredentials } from "./identity/mtls.ts";
-import type { Logger } from "./log.ts";
+import { type Logger, throttledWarnings } from "./log.ts";
 import { countAuditEntries } from "./observe/audit-metrics.ts";
 import { JitgateMetrics } from "./observe/metrics.ts";
 import { type HealthReport, type RunningMetricsServer, startMetricsServer } from "./observe/metrics-server.ts";
-import { PolicyEngine } from "./policy/engine.ts";
+import { PolicyPool } from "./policy/pool.ts";
 import { PolicySourceWatcher } from "./policy/source-watcher.ts";
 import { BundleWatcher } from "./policy/watcher.ts";
 import { accessServiceHandlers } from "./server/access-service.ts";
+import { Admission } from "./server/admission.ts";
 import { accessServiceDefinition, loadAccessPackage } from "./server/proto.ts";
 import { startServer } from "./server/server.ts";
 import { DECISIONS_FILE, openDecisionStore } from "./store/decision-store.ts";
 import { openSqliteStore, STORE_FILE } from "./store/sqlite.ts";
+import { WriteTracker } from "./store/sqlite-errors.ts";
 import { TokenService } from "./tokens/index.ts";
 import { JITGATE_VERSION } from "./version.ts";
 
@@ -36,7 +39,7 @@ export interface Jitgate {
   readonly address: string;
   /** The Prometheus scrape URL; undefined when metrics are off. */
   readonly metricsUrl: string | undefined;
-  readonly engine: PolicyEngine;
+  readonly engine: PolicyPool;
   readonly access: Access;
   readonly decisionLog: DecisionLog;
   readonly metrics: JitgateMetrics;
@@ -44,6 +47,11 @@ export interface Jitgate {
 }
 
 const HEALTH_INTERVAL_MS = 2_000;
+/** The decision log keeps up while its queue holds less than this share of its capacity. */
+const DECISION_QUEUE_HIGH_WATER = 0.9;
+
+/** Decision reasons that mean the policy could not decide (a denial, but not the policy's). */
+const POLICY_FAILURES = new Set(["policy_timeout", "policy_error"]);
 
 export async function startJitgate(config: ServeConfig, log: Logger, clock: Clock = { now: () => Date.now() }): Promise<Jitgate> {
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
@@ -54,8 +62,25 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
     for (const close of opened.reverse()) await Promise.resolve(close()).catch(() => undefined);
   };
   try {
-    const engine = new PolicyEngine();
-    const store = openSqliteStore(join(config.dataDir, STORE_FILE));
+    const policyFailureLog = throttledWarnings(log);
+    // Policy runs on worker threads, each evaluation within its budget: a slow rule costs its own caller, no one else.
+    const engine = new PolicyPool({
+      workers: config.policy.workers,
+      timeoutMs: config.policy.timeoutMs,
+      onTimeout: ({ entrypoint, revision, timeoutMs }) => {
+        metrics.policyFailed(entrypoint, "timeout");
+        policyFailureLog.warn(
+          { entrypoint, revision, timeout_ms: timeoutMs },
+          "policy evaluation stopped at its time budget (policy_timeout)",
+        );
+      },
+      onEvaluationError: ({ entrypoint, revision, message }) => {
+        metrics.policyFailed(entrypoint, "error");
+        policyFailureLog.warn({ entrypoint, revision, error: message }, "policy failed to evaluate a real input (policy_error)");
+      },
+    });
+    opened.push(() => engine.close());
+    const store = openSqliteStore(join(config.dataDir, STORE_FILE), { now: () => clock.now() });
     opened.push(() => store.close());
     const tokens = await TokenService.open(config.tokens, clock);
     const auth = await createAuthenticator(config.identity, { clock });
@@ -64,8 +89,13 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
     const decisionStore = openDecisionStore(join(config.dataDir, DECISIONS_FILE));
     opened.push(() => decisionStore.close());
     const jsonLines = config.decisionLog.jsonLines;
+    // Whether the decision log's batches commit, for health (the log retries a failed batch on its own).
+    const decisionWrites = new WriteTracker({ now: () => clock.now(), dir: config.dataDir });
     const decisionLog = new DecisionLog({
-      writer: decisionStore,
+      writer: {
+        insertBatch: (records) => decisionWrites.track(() => decisionStore.insertBatch(records)),
+        pruneBefore: (at, limit) => decisionStore.pruneBefore(at, limit),
+      },
       lines: jsonLines
         ? [
             openJsonLinesSink(
@@ -78,22 +108,35 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
           ]
         : [],
       capacity: config.decisionLog.queueCapacity,
+      overflow: config.decisionLog.overflow,
       retentionMs: config.decisionLog.retentionMs,
       now: () => clock.now(),
       onError: (err) => log.error({ err }, "decision log: writing or pruning failed; will retry"),
     });
     opened.push(() => decisionLog.close());
 
-    const health: HealthReport = { serving: false, policy: { ready: false }, store: { writable: false } };
+    const health: HealthReport = {
+      decisions: { serving: false, reason: "starting" },
+      writes: { possible: false, reason: "starting" },
+      policy: { ready: false },
+      decisionLog: {
+        keepingUp: true,
+        queueDepth: 0,
+        queueCapacity: config.decisionLog.queueCapacity,
+        dropped: 0,
+        writes: { possible: true },
+      },
+    };
     const metrics = new JitgateMetrics({
       activeGrants: () => store.activeGrantCount(clock.now()),
       decisionLog: () => ({ queueDepth: decisionLog.queueDepth, dropped: decisionLog.dropped }),
       bundle: () => ({ revision: engine.active?.revision }),
-      serving: () => health.serving,
+      serving: () => health.decisions.serving,
     });
     const decisions: DecisionSink = {
+      admit: () => decisionLog.admit(),
       record(d: DecisionRecord) {
-        metrics.decision(d.allow, d.latencyUs / 1e6);
+        metrics.decision(d.allow ? "allow" : d.reasons.some((r) => POLICY_FAILURES.has(r.code)) ? "error" : "deny", d.latencyUs / 1e6);
         decisionLog.record(d);
       },
     };
@@ -109,6 +152,7 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
         checkerGroups: config.checkerGroups,
         tokens,
         decisions,
+        requestRate: config.requestRate && new RequestRateLimit(config.requestRate),
       },
       (err) => log.error({ err }, "recording expiries failed; will retry"),
     );
@@ -162,26 +206,41 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
     opened.push(() => checkpointer.close());
 
     const pkg = loadAccessPackage();
-    const server = await startServer(config.listen.host, config.listen.port, await credentialsFor(config), (s) => {
-      s.addService(
-        accessServiceDefinition(pkg),
-        accessServiceHandlers(
-          access,
-          { authenticate: (call) => auth.authenticate({ metadata: call.metadata, authContext: call.getAuthContext() }) },
-          clock,
-          log,
-        ),
-      );
-      new ReflectionService(pkg).addToServer(s);
-    });
+    const server = await startServer(
+      config.listen.host,
+      config.listen.port,
+      await credentialsFor(config),
+      (s) => {
+        s.addService(
+          accessServiceDefinition(pkg),
+          accessServiceHandlers(
+            access,
+            { authenticate: (call) => auth.authenticate({ metadata: call.metadata, authContext: call.getAuthContext() }) },
+            clock,
+            log,
+            new Admission(config.limits, (limit) => metrics.refused(limit)),
+          ),
+        );
+        new ReflectionService(pkg).addToServer(s);
+      },
+      config.limits,
+    );
     opened.push(() => server.close());
-    // Serving only while a policy is loaded and the store takes writes; /healthz reports the same last check.
+    // Decisions are served while a policy is loaded and the decision log keeps up (its queue rides out a failing
+    // decisions.db); writes apart, from real writes and the store's probe. /healthz reports the same last check.
     const updateHealth = () => {
-      const writable = store.isWritable();
       health.policy = engine.active ? { ready: engine.ready, revision: engine.active.revision } : { ready: engine.ready };
-      health.store = { writable };
-      health.serving = engine.ready && writable;
-      server.setServing(health.serving);
+      health.writes = store.probeWrites();
+      const queueCapacity = config.decisionLog.queueCapacity;
+      const queueDepth = decisionLog.queueDepth;
+      const keepingUp = queueDepth < queueCapacity * DECISION_QUEUE_HIGH_WATER;
+      health.decisionLog = { keepingUp, queueDepth, queueCapacity, dropped: decisionLog.dropped, writes: decisionWrites.current };
+      health.decisions = !engine.ready
+        ? { serving: false, reason: "no policy bundle is loaded" }
+        : keepingUp
+          ? { serving: true }
+          : { serving: false, reason: `the decision log's queue is nearly full (${queueDepth} of ${queueCapacity} records)` };
+      server.setServing({ decisions: health.decisions.serving, writes: health.writes.possible });
     };
     updateHealth();
     const healthTimer = setInterval(updateHealth, HEALTH_INTERVAL_MS);
@@ -210,7 +269,8 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
         (result) =>
           result.ok
             ? log.info({ revision: result.revision }, "policies rebuilt")
-            : log.error({ error: result.message }, "policies do not compile; still serving the last good bundle"),
+            : log.error({ stage: result.stage, error: result.message }, "policies do not build; still serving the last good bundle"),
+        bundles,
       );
       await sources.start();
       opened.push(() => sources?.close());
@@ -225,18 +285,29 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
       decisionLog,
       metrics,
       async close() {
-        clearInterval(healthTimer);
-        await sources?.close();
-        await bundles.close();
-        // Ends open WatchGrants/WatchRevocations streams, so shutdown does not wait for watchers to leave.
-        access.stop();
-        // In-flight calls finish (and record their decisions) before the decision log is flushed.
-        await server.close();
-        await decisionLog.close();
-        decisionStore.close();
-        await checkpointer.close();
-        await metricsServer?.close();
-        store.close();
+        // In order, and every step even when one fails (a read-only disk fails the last checkpoint): nothing is left open.
+        const steps: [string, () => unknown][] = [
+          ["health", () => clearInterval(healthTimer)],
+          ["policy sources", () => sources?.close()],
+          ["bundle watcher", () => bundles.close()],
+          // Ends open WatchGrants/WatchRevocations streams, so shutdown does not wait for watchers to leave.
+          ["access", () => access.stop()],
+          // In-flight calls finish (and record their decisions) before the decision log is flushed.
+          ["server", () => server.close()],
+          ["policy workers", () => engine.close()],
+          ["decision log", () => decisionLog.close()],
+          ["decision store", () => decisionStore.close()],
+          ["audit checkpoints", () => checkpointer.close()],
+          ["metrics", () => metricsServer?.close()],
+          ["store", () => store.close()],
+        ];
+        for (const [part, close] of steps) {
+          try {
+            await close();
+          } catch (err) {
+            log.error({ err, part }, "shutdown: closing failed; closing the rest");
+          }
+        }
       },
     };
   } catch (err) {

@@ -9,6 +9,7 @@ export type ErrorCode =
   | "UNAUTHENTICATED"
   | "FAILED_PRECONDITION"
   | "UNAVAILABLE"
+  | "RESOURCE_EXHAUSTED"
   | "INTERNAL";
 
 export class JitgateError extends Error {
@@ -74,6 +75,24 @@ export class FailedPrecondition extends JitgateError {
 /** jitgate cannot answer right now (no valid policy bundle, store not writable); callers deny and may retry. */
 export class Unavailable extends JitgateError {
   override readonly code = "UNAVAILABLE";
+}
+
+/** Which of jitgate's limits refused a call (the `reason` label of jitgate_refused_total). */
+export type ResourceLimit = "in_flight" | "connection_in_flight" | "request_rate" | "decision_log";
+
+/**
+ * jitgate is at one of its limits and refused the call before doing any of it, so a retry (with backoff and
+ * jitter) is always safe; `limit` names the limit, `retryAfterMs` when retrying can help, if known.
+ */
+export class ResourceExhausted extends JitgateError {
+  override readonly code = "RESOURCE_EXHAUSTED";
+  readonly limit: ResourceLimit;
+  readonly retryAfterMs: number | undefined;
+  constructor(limit: ResourceLimit, message: string, options?: { retryAfterMs?: number; cause?: unknown }) {
+    super(message, options);
+    this.limit = limit;
+    this.retryAfterMs = options?.retryAfterMs;
+  }
 }
 
 /** A policy bundle file that cannot be used; `file` names it. */

@@ -41,40 +41,40 @@ export class Access {
     this.deps.feed.close();
   }
 
-  requestAccess(caller: Caller, input: RequestAccessInput): AccessRequest {
+  requestAccess(caller: Caller, input: RequestAccessInput): Promise<AccessRequest> {
     return requestAccess(this.deps, caller, input);
   }
 
   /** A request `caller` may read (see read-scope.ts); to anyone else an unknown and a hidden request look alike. */
-  getRequest(caller: Caller, id: string): AccessRequest {
+  async getRequest(caller: Caller, id: string): Promise<AccessRequest> {
     const request = this.deps.store.request(id);
     if (!request) {
       if (mayReadAudit(this.deps, caller)) throw new NotFound(`access request ${id} does not exist`);
       throw requestReadRefusal(id);
     }
-    if (!mayReadRequest(this.deps, caller, request, this.deps.clock.now())) throw requestReadRefusal(id);
+    if (!(await mayReadRequest(this.deps, caller, request, this.deps.clock.now()))) throw requestReadRefusal(id);
     return request;
   }
 
   /** The requests `caller` may read, newest first; a page may be short (see readableRequests). */
-  listRequests(caller: Caller, filter: RequestFilter, page: Page): PageOf<AccessRequest> {
+  listRequests(caller: Caller, filter: RequestFilter, page: Page): Promise<PageOf<AccessRequest>> {
     return readableRequests(this.deps, caller, filter, page);
   }
 
-  review(caller: Caller, input: ReviewInput): AccessRequest {
+  review(caller: Caller, input: ReviewInput): Promise<AccessRequest> {
     return reviewRequest(this.deps, caller, input);
   }
 
-  cancel(caller: Caller, requestId: string, reason: string): AccessRequest {
+  cancel(caller: Caller, requestId: string, reason: string): Promise<AccessRequest> {
     return cancelRequest(this.deps, caller, requestId, reason);
   }
 
-  check(input: CheckInput): CheckResult {
+  check(input: CheckInput): Promise<CheckResult> {
     return check(this.deps, input);
   }
 
   /** A check asked by `caller`, who may ask only about themselves unless a checker, admin or auditor. */
-  checkAs(caller: Caller, input: CheckInput): CheckResult {
+  checkAs(caller: Caller, input: CheckInput): Promise<CheckResult> {
     return checkAs(this.deps, caller, input);
   }
 

@@ -1,8 +1,9 @@
 // Check: may this subject do this action on this resource now? One indexed read of the subject's live
-// grants on the resource, then the policy, synchronously: nothing can change between the two. Every check
-// leaves a decision record (handed to the decision sink, which writes it later in a batch).
-import { JitgateError, PermissionDenied, type ReasonDetail } from "../errors.ts";
-import { type AccessDeps, mayCheckOthers } from "./deps.ts";
+// grants on the resource, then the policy (off this thread, within its budget), then a confirmation that an
+// allowing grant is still live. Every check leaves a decision record (handed to the decision sink, which
+// writes it later in a batch).
+import { JitgateError, PermissionDenied, PolicyEvaluationError, PolicyTimeout, type ReasonDetail } from "../errors.ts";
+import { type AccessDeps, admitDecision, mayCheckOthers } from "./deps.ts";
 import { displayId } from "./identities.ts";
 import type { Caller, DecisionRecord } from "./model.ts";
 import { checkInput, millis } from "./policy-input.ts";
@@ -28,12 +29,13 @@ export interface CheckResult {
   readonly decidedAt: number;
 }
 
-export function check(deps: AccessDeps, input: CheckInput): CheckResult {
+export async function check(deps: AccessDeps, input: CheckInput): Promise<CheckResult> {
+  admitDecision(deps);
   const started = performance.now();
   const question = { caller: input.caller ?? "", subject: input.subject.id, resource: input.resource, action: input.action };
   let result: CheckResult;
   try {
-    result = decide(deps, input);
+    result = await decide(deps, input);
   } catch (err) {
     // The caller gets the error (never an allow); the log keeps that this check could not be decided.
     recordDecision(deps, started, question, refusal(deps, deps.clock.now(), failureReason(err)));
@@ -50,10 +52,12 @@ export function check(deps: AccessDeps, input: CheckInput): CheckResult {
  * all their verified groups (those they send must be among them: a group they add is refused, never trusted). A refused attempt is recorded too
  * (someone probing others' access, or claiming groups, is what auditors look for).
  */
-export function checkAs(deps: AccessDeps, caller: Caller, input: CheckInput): CheckResult {
+export async function checkAs(deps: AccessDeps, caller: Caller, input: CheckInput): Promise<CheckResult> {
   if (mayCheckOthers(deps, caller)) return check(deps, { ...input, caller: caller.id });
   const trusted = [...deps.checkerGroups, ...deps.adminGroups, ...deps.auditorGroups].join(", ");
   const refuse = (code: string, message: string, error: string): never => {
+    // A refusal is recorded too: it needs its place in the decision log like any answer.
+    admitDecision(deps);
     const question = { caller: caller.id, subject: input.subject.id, resource: input.resource, action: input.action };
     recordDecision(deps, performance.now(), question, refusal(deps, deps.clock.now(), { code, message }));
     throw new PermissionDenied(error);
@@ -76,6 +80,10 @@ export function checkAs(deps: AccessDeps, caller: Caller, input: CheckInput): Ch
   return check(deps, { ...input, subject: caller, caller: caller.id });
 }
 
+function stillLive(deps: AccessDeps, input: CheckInput, grantId: string): boolean {
+  return deps.store.liveGrantsOn(input.subject.id, input.resource, deps.clock.now()).some((g) => g.id === grantId);
+}
+
 /** A denial decided before (or instead of) the policy. */
 export function refusal(deps: AccessDeps, now: number, reason: ReasonDetail): CheckResult {
   return {
@@ -93,7 +101,8 @@ export function refusal(deps: AccessDeps, now: number, reason: ReasonDetail): Ch
 /** The reason a decision record gives for a check that failed with `err`: jitgate's own message, or nothing internal. */
 export function failureReason(err: unknown): ReasonDetail {
   const message = err instanceof JitgateError ? err.message : "internal error";
-  return { code: "check_failed", message };
+  // A policy that fails on a real input is told apart from every other failure (and from a denial).
+  return { code: err instanceof PolicyEvaluationError ? "policy_error" : "check_failed", message };
 }
 
 /** What the decision record says about the question asked. */
@@ -124,14 +133,31 @@ export function recordDecision(deps: AccessDeps, started: number, q: DecisionQue
   deps.decisions.record(record);
 }
 
-/** The decision without its record. `onlyGrant`: consider this grant alone (a check by token speaks for one grant). */
-export function decide(deps: AccessDeps, input: CheckInput, onlyGrant?: string): CheckResult {
+/**
+ * The decision without its record. `onlyGrant`: consider this grant alone (a check by token speaks for one grant).
+ * The policy answers off this thread, so a grant could be revoked (or expire) while it thinks: an allow by a
+ * grant is confirmed against the store once the answer is in, and becomes a denial if the grant is gone. A
+ * policy that does not answer within its budget is a denial (`policy_timeout`), never an error that a caller
+ * might retry into an allow.
+ */
+export async function decide(deps: AccessDeps, input: CheckInput, onlyGrant?: string): Promise<CheckResult> {
   const now = deps.clock.now();
   const live = deps.store.liveGrantsOn(input.subject.id, input.resource, now);
   const grants = onlyGrant === undefined ? live : live.filter((g) => g.id === onlyGrant);
-  const { result, revision } = deps.policy.checkDecision(
-    checkInput(input.subject, input.resource, input.action, input.context, now, grants),
-  );
+  let answer: Awaited<ReturnType<AccessDeps["policy"]["checkDecision"]>>;
+  try {
+    answer = await deps.policy.checkDecision(checkInput(input.subject, input.resource, input.action, input.context, now, grants));
+  } catch (err) {
+    if (err instanceof PolicyTimeout) return refusal(deps, now, { code: err.reason, message: err.message });
+    throw err;
+  }
+  const { result, revision } = answer;
+  if (result.allow && result.grant_id !== "" && !stillLive(deps, input, result.grant_id)) {
+    return {
+      ...refusal(deps, now, { code: "grant_ended", message: "the grant ended while the check was decided" }),
+      policyRevision: revision,
+    };
+  }
   return {
     allow: result.allow,
     reasons: result.reasons,

@@ -1,7 +1,9 @@
 // Everything the access lifecycle runs on, passed in by the composition root (src/app.ts) or a test.
+import { ResourceExhausted } from "../errors.ts";
 import type { ChangeFeed } from "./feed.ts";
 import type { Caller } from "./model.ts";
 import type { AccessStore, Clock, DecisionSink, PolicyDecider, TokenPort } from "./ports.ts";
+import type { RequestRateLimit } from "./rate-limit.ts";
 
 export interface AccessDeps {
   readonly store: AccessStore;
@@ -19,6 +21,13 @@ export interface AccessDeps {
   readonly tokens: TokenPort;
   /** Every access check's record goes here; it must return at once (see DecisionSink). */
   readonly decisions: DecisionSink;
+  /** RequestAccess calls per requester; undefined: not limited. */
+  readonly requestRate?: RequestRateLimit;
+}
+
+/** Refuses a check before it is decided when the decision log could not keep its record (DecisionSink.admit). */
+export function admitDecision(deps: AccessDeps): void {
+  if (!deps.decisions.admit()) throw new ResourceExhausted("decision_log", "the decision log cannot keep up; retry with backoff");
 }
 
 export function isAdmin(deps: AccessDeps, caller: Caller): boolean {

@@ -8,10 +8,14 @@ export interface Clock {
   now(): number;
 }
 
+/**
+ * The policy's three entrypoints. The server's pool answers asynchronously, off the serving thread and within
+ * a time budget (a PolicyTimeout past it); an in-process engine (CLI, tests) may answer at once.
+ */
 export interface PolicyDecider {
-  requestPlan(input: object): Evaluated<RequestPlan>;
-  reviewVerdict(input: object): Evaluated<ReviewVerdict>;
-  checkDecision(input: object): Evaluated<CheckDecision>;
+  requestPlan(input: object): Promise<Evaluated<RequestPlan>> | Evaluated<RequestPlan>;
+  reviewVerdict(input: object): Promise<Evaluated<ReviewVerdict>> | Evaluated<ReviewVerdict>;
+  checkDecision(input: object): Promise<Evaluated<CheckDecision>> | Evaluated<CheckDecision>;
 }
 
 /** A grant as the access check needs it: only what the policy reads. */
@@ -141,5 +145,11 @@ export interface TokenPort {
  * asynchronously in batches, so logging never slows or fails a decision.
  */
 export interface DecisionSink {
+  /**
+   * Whether one more record will be kept: true holds a place for it, which the next `record` takes, so a
+   * check asks first, before deciding, and refuses to answer (rather than answer unlogged) on false. Every
+   * true must be followed by exactly one `record`.
+   */
+  admit(): boolean;
   record(decision: DecisionRecord): void;
 }

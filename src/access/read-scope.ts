@@ -17,7 +17,7 @@ import type { GrantFilter, Page, PageOf, RequestFilter } from "./ports.ts";
 export const MAX_SCANNED_PER_PAGE = 5_000;
 
 /** Whether `caller` may read `request`: theirs, reviewed by them, or pending their review. */
-export function mayReadRequest(deps: AccessDeps, caller: Caller, request: AccessRequest, now: number): boolean {
+export async function mayReadRequest(deps: AccessDeps, caller: Caller, request: AccessRequest, now: number): Promise<boolean> {
   if (mayReadAudit(deps, caller)) return true;
   if (request.requester.id === caller.id) return true;
   if (request.reviews.some((r) => r.reviewer.id === caller.id)) return true;
@@ -25,10 +25,10 @@ export function mayReadRequest(deps: AccessDeps, caller: Caller, request: Access
 }
 
 /** The policy's review entrypoint decides who may review; jitgate's separation of duties comes first. */
-function mayReview(deps: AccessDeps, caller: Caller, request: AccessRequest, now: number): boolean {
+async function mayReview(deps: AccessDeps, caller: Caller, request: AccessRequest, now: number): Promise<boolean> {
   if (samePerson(caller.id, request.requester.id) || request.reviews.some((r) => samePerson(r.reviewer.id, caller.id))) return false;
   for (const decision of ["approve", "deny"] as const) {
-    if (deps.policy.reviewVerdict(reviewInput(request, caller, decision, now)).result.allowed) return true;
+    if ((await deps.policy.reviewVerdict(reviewInput(request, caller, decision, now))).result.allowed) return true;
   }
   return false;
 }
@@ -45,7 +45,12 @@ export function requestReadRefusal(id: string): PermissionDenied {
  * walked and filtered until the page is full, the store is exhausted, or MAX_SCANNED_PER_PAGE rows were seen;
  * `next` then resumes after the last row examined, so a short page with a `next` means "keep going".
  */
-export function readableRequests(deps: AccessDeps, caller: Caller, filter: RequestFilter, page: Page): PageOf<AccessRequest> {
+export async function readableRequests(
+  deps: AccessDeps,
+  caller: Caller,
+  filter: RequestFilter,
+  page: Page,
+): Promise<PageOf<AccessRequest>> {
   if (mayReadAudit(deps, caller) || filter.requester === caller.id) return deps.store.requests(filter, page);
   const now = deps.clock.now();
   const items: AccessRequest[] = [];
@@ -54,7 +59,11 @@ export function readableRequests(deps: AccessDeps, caller: Caller, filter: Reque
   for (;;) {
     const batch = deps.store.requests(filter, { size: page.size - items.length, token });
     scanned += batch.items.length;
-    for (const r of batch.items) if (mayReadRequest(deps, caller, r, now)) items.push(r);
+    // Asked together, so the policy pool judges a page's pending requests in a few batches.
+    const readable = await Promise.all(batch.items.map((r) => mayReadRequest(deps, caller, r, now)));
+    batch.items.forEach((r, i) => {
+      if (readable[i]) items.push(r);
+    });
     token = batch.next;
     if (token === "" || items.length >= page.size || scanned >= MAX_SCANNED_PER_PAGE) return { items, next: token };
   }

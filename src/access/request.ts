@@ -26,13 +26,14 @@ const FIELD_OF_REASON: Readonly<Record<string, string>> = {
 };
 const DUPLICATE_REASONS = new Set(["duplicate_pending", "already_granted"]);
 
-export function requestAccess(deps: AccessDeps, caller: Caller, input: RequestAccessInput): AccessRequest {
+export async function requestAccess(deps: AccessDeps, caller: Caller, input: RequestAccessInput): Promise<AccessRequest> {
+  deps.requestRate?.take(caller.id, deps.clock.now());
   if (input.clientKey !== "") {
     const earlier = deps.store.requestByClientKey(caller.id, input.clientKey);
     if (earlier) return sameRequestOrThrow(earlier, input);
   }
   const now = deps.clock.now();
-  const { result: plan, revision } = deps.policy.requestPlan(
+  const { result: plan, revision } = await deps.policy.requestPlan(
     planInput(caller, input, now, deps.store.liveGrantsOf(caller.id, now), deps.store.pendingRequestsOf(caller.id, now)),
   );
   if (plan.decision === "deny") refuseUnlessPolicyDenial(plan);

@@ -1,7 +1,8 @@
-// ReviewAccessRequest and CancelAccessRequest. A review is judged by the policy against the request's
-// stored plan and the reviews so far, all read and written in one transaction, so two reviewers acting at
-// once (even from two jitgate processes) are counted one after the other.
-import { FailedPrecondition, NotFound, PermissionDenied } from "../errors.ts";
+// ReviewAccessRequest and CancelAccessRequest. A review is judged by the policy (off the serving thread)
+// against the request's stored plan and the reviews so far, then committed only if the request is still as it
+// was judged; otherwise it is judged again. Two reviewers acting at once (even from two jitgate processes) are
+// so counted one after the other.
+import { FailedPrecondition, NotFound, PermissionDenied, Unavailable } from "../errors.ts";
 import { formatReason, type PolicyReason } from "../policy/entrypoints.ts";
 import { audit } from "./audit.ts";
 import { type AccessDeps, mayReadAudit } from "./deps.ts";
@@ -17,22 +18,14 @@ export interface ReviewInput {
   readonly comment: string;
 }
 
-export function reviewRequest(deps: AccessDeps, caller: Caller, input: ReviewInput): AccessRequest {
-  const now = deps.clock.now();
-  const result = deps.store.transaction(() => {
-    const request = pendingRequest(deps, caller, input.requestId, now, (stored) => {
-      // Separation of duties first, so a look-alike of the requester learns why; then need-to-know.
-      const refused = separationOfDuties(stored, caller);
-      if (refused) {
-        throw new PermissionDenied(`${displayId(caller.id)} may not review request ${input.requestId}`, [formatReason(refused)], {
-          reasons: [refused],
-          requestId: input.requestId,
-        });
-      }
-      if (!mayReadRequest(deps, caller, stored, now)) throw requestReadRefusal(input.requestId);
-    });
-    if (!request.ok) return request;
-    const { result: verdict, revision } = deps.policy.reviewVerdict(reviewInput(request.value, caller, input.decision, now));
+/** A review whose request changed under it (another review landed) is judged again, at most this often. */
+const REVIEW_ATTEMPTS = 5;
+
+export async function reviewRequest(deps: AccessDeps, caller: Caller, input: ReviewInput): Promise<AccessRequest> {
+  for (let attempt = 1; ; attempt++) {
+    const now = deps.clock.now();
+    const seen = await reviewable(deps, caller, input.requestId, now);
+    const { result: verdict, revision } = await deps.policy.reviewVerdict(reviewInput(seen, caller, input.decision, now));
     if (!verdict.allowed) {
       throw new PermissionDenied(`${displayId(caller.id)} may not review request ${input.requestId}`, verdict.reasons.map(formatReason), {
         reasons: verdict.reasons,
@@ -49,48 +42,86 @@ export function reviewRequest(deps: AccessDeps, caller: Caller, input: ReviewInp
       createdAt: now,
       policyRevision: revision,
     };
-    deps.store.insertReview(review);
-    const r = request.value;
-    deps.store.appendAudit(
-      audit.request("REVIEW_RECORDED", {
-        at: now,
-        actor: caller.id,
-        request: r,
-        reason: input.comment,
-        details: { decision: input.decision, counts_toward: verdict.counts_toward },
-      }),
-    );
-    if (verdict.outcome === "approved")
-      approve(
-        deps,
-        r,
-        [...r.reviews, review].filter((x) => x.decision === "approve").map((x) => x.reviewer.id),
-        now,
+    // The verdict holds for the request as it was judged: committed only if no other review or decision landed since.
+    const committed = deps.store.transaction(() => {
+      const r = deps.store.request(input.requestId);
+      if (!r || !unchanged(r, seen)) return false;
+      deps.store.insertReview(review);
+      deps.store.appendAudit(
+        audit.request("REVIEW_RECORDED", {
+          at: now,
+          actor: caller.id,
+          request: r,
+          reason: input.comment,
+          details: { decision: input.decision, counts_toward: verdict.counts_toward },
+        }),
       );
-    if (verdict.outcome === "denied")
-      decide(deps, r, "DENIED", `denied by ${displayId(caller.id)}${input.comment ? `: ${input.comment}` : ""}`, now, caller.id);
-    return { ok: true as const, value: r };
-  });
-  if (!result.ok) throw result.error;
+      if (verdict.outcome === "approved")
+        approve(
+          deps,
+          r,
+          [...r.reviews, review].filter((x) => x.decision === "approve").map((x) => x.reviewer.id),
+          now,
+        );
+      if (verdict.outcome === "denied")
+        decide(deps, r, "DENIED", `denied by ${displayId(caller.id)}${input.comment ? `: ${input.comment}` : ""}`, now, caller.id);
+      return true;
+    });
+    if (committed) break;
+    if (attempt >= REVIEW_ATTEMPTS)
+      throw new Unavailable(`access request ${input.requestId} kept changing while it was reviewed; try again`);
+  }
   deps.feed.changed();
   return deps.store.request(input.requestId) as AccessRequest;
 }
 
-export function cancelRequest(deps: AccessDeps, caller: Caller, requestId: string, reason: string): AccessRequest {
+export async function cancelRequest(deps: AccessDeps, caller: Caller, requestId: string, reason: string): Promise<AccessRequest> {
   const now = deps.clock.now();
-  const result = deps.store.transaction(() => {
-    const request = pendingRequest(deps, caller, requestId, now, (stored) => {
-      if (stored.requester.id === caller.id) return;
-      if (!mayReadRequest(deps, caller, stored, now)) throw requestReadRefusal(requestId);
-      throw new PermissionDenied(`only the requester (${displayId(stored.requester.id)}) may cancel request ${requestId}`);
-    });
-    if (!request.ok) return request;
-    decide(deps, request.value, "CANCELLED", `cancelled by ${displayId(caller.id)}${reason ? `: ${reason}` : ""}`, now, caller.id);
-    return { ok: true as const, value: request.value };
+  const stored = existing(deps, caller, requestId);
+  if (stored.requester.id !== caller.id) {
+    if (!(await mayReadRequest(deps, caller, stored, now))) throw requestReadRefusal(requestId);
+    throw new PermissionDenied(`only the requester (${displayId(stored.requester.id)}) may cancel request ${requestId}`);
+  }
+  pendingNow(deps, requestId, now);
+  const cancelled = deps.store.transaction(() => {
+    const request = stillPending(deps, requestId, now);
+    if (request instanceof Error) return request;
+    decide(deps, request, "CANCELLED", `cancelled by ${displayId(caller.id)}${reason ? `: ${reason}` : ""}`, now, caller.id);
+    return undefined;
   });
-  if (!result.ok) throw result.error;
+  if (cancelled) throw cancelled;
   deps.feed.changed();
   return deps.store.request(requestId) as AccessRequest;
+}
+
+/**
+ * The request `caller` is about to review: it exists and they may read it (to anyone else an unknown request
+ * and a hidden one look alike), separation of duties allows them, and it is still pending.
+ */
+async function reviewable(deps: AccessDeps, caller: Caller, id: string, now: number): Promise<AccessRequest> {
+  const stored = existing(deps, caller, id);
+  // Separation of duties first, so a look-alike of the requester learns why; then need-to-know.
+  const refused = separationOfDuties(stored, caller);
+  if (refused) {
+    throw new PermissionDenied(`${displayId(caller.id)} may not review request ${id}`, [formatReason(refused)], {
+      reasons: [refused],
+      requestId: id,
+    });
+  }
+  if (!(await mayReadRequest(deps, caller, stored, now))) throw requestReadRefusal(id);
+  return pendingNow(deps, id, now);
+}
+
+function existing(deps: AccessDeps, caller: Caller, id: string): AccessRequest {
+  const request = deps.store.request(id);
+  if (request) return request;
+  if (mayReadAudit(deps, caller)) throw new NotFound(`access request ${id} does not exist`);
+  throw requestReadRefusal(id);
+}
+
+/** Nothing a verdict depends on has changed: still pending, the same reviews. */
+function unchanged(current: AccessRequest, judged: AccessRequest): boolean {
+  return current.state === "PENDING" && current.pendingUntil === judged.pendingUntil && current.reviews.length === judged.reviews.length;
 }
 
 /**
@@ -113,29 +144,29 @@ function separationOfDuties(request: AccessRequest, reviewer: Caller): PolicyRea
   return undefined;
 }
 
-type Pending = { ok: true; value: AccessRequest } | { ok: false; error: Error };
-
 /**
- * The request, if it is still pending. `guard` refuses callers who may not act on it before its state is told
- * (to them an unknown request and a hidden one look alike). One whose deadline has passed is recorded as EXPIRED
- * here (the transaction commits that) and reported as no longer pending: no sweeper lag is visible to reviewers.
+ * The request as it is now, if still pending; call inside a transaction. One whose deadline has passed is
+ * recorded as EXPIRED here (the transaction commits that, and the caller then hears FAILED_PRECONDITION): no
+ * sweeper lag is visible to reviewers.
  */
-function pendingRequest(deps: AccessDeps, caller: Caller, id: string, now: number, guard: (request: AccessRequest) => void): Pending {
+function stillPending(deps: AccessDeps, id: string, now: number): AccessRequest | FailedPrecondition {
   const request = deps.store.request(id);
-  if (!request) {
-    if (mayReadAudit(deps, caller)) throw new NotFound(`access request ${id} does not exist`);
-    throw requestReadRefusal(id);
-  }
-  guard(request);
+  if (!request) throw new NotFound(`access request ${id} does not exist`);
   if (request.state === "PENDING" && request.pendingUntil <= now) {
     for (const r of deps.store.expirePending(now, "timed out waiting for approvals")) {
       deps.store.appendAudit(audit.request("REQUEST_EXPIRED", { at: now, actor: "jitgate", request: r, reason: r.stateReason }));
     }
-    return { ok: false, error: new FailedPrecondition(`access request ${id} is EXPIRED (timed out waiting for approvals), not PENDING`) };
+    return new FailedPrecondition(`access request ${id} is EXPIRED (timed out waiting for approvals), not PENDING`);
   }
-  if (request.state !== "PENDING")
-    return { ok: false, error: new FailedPrecondition(`access request ${id} is ${request.state}, not PENDING`) };
-  return { ok: true, value: request };
+  if (request.state !== "PENDING") return new FailedPrecondition(`access request ${id} is ${request.state}, not PENDING`);
+  return request;
+}
+
+/** stillPending in its own transaction, which commits a timeout it finds before the refusal is thrown. */
+function pendingNow(deps: AccessDeps, id: string, now: number): AccessRequest {
+  const request = deps.store.transaction(() => stillPending(deps, id, now));
+  if (request instanceof Error) throw request;
+  return request;
 }
 
 function approve(deps: AccessDeps, request: AccessRequest, approvers: readonly string[], now: number): void {

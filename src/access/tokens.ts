@@ -4,7 +4,7 @@
 import { FailedPrecondition, Unauthenticated } from "../errors.ts";
 import { audit } from "./audit.ts";
 import { type CheckResult, decide, failureReason, recordDecision, refusal } from "./check.ts";
-import type { AccessDeps } from "./deps.ts";
+import { type AccessDeps, admitDecision } from "./deps.ts";
 import { type Caller, type Grant, grantStatus } from "./model.ts";
 import type { VerifiedToken } from "./ports.ts";
 import { grantRefusal } from "./read-scope.ts";
@@ -49,6 +49,7 @@ export interface TokenCheckInput {
 
 /** A check by token: one decision record whatever the outcome, a token that does not verify included. */
 export async function checkToken(deps: AccessDeps, input: TokenCheckInput): Promise<CheckResult> {
+  admitDecision(deps);
   const started = performance.now();
   const question = { caller: input.caller ?? "", subject: "", resource: input.resource, action: input.action };
   let verified: VerifiedToken;
@@ -67,7 +68,7 @@ export async function checkToken(deps: AccessDeps, input: TokenCheckInput): Prom
   const answered = { ...question, subject: verified.subject, tokenId: verified.jti };
   let result: CheckResult;
   try {
-    result = decideByToken(deps, input, verified, grant);
+    result = await decideByToken(deps, input, verified, grant);
   } catch (err) {
     recordDecision(deps, started, answered, refusal(deps, deps.clock.now(), failureReason(err)));
     throw err;
@@ -85,7 +86,7 @@ function grantOfToken(deps: AccessDeps, verified: VerifiedToken): Grant {
   return grant;
 }
 
-function decideByToken(deps: AccessDeps, input: TokenCheckInput, verified: VerifiedToken, grant: Grant): CheckResult {
+async function decideByToken(deps: AccessDeps, input: TokenCheckInput, verified: VerifiedToken, grant: Grant): Promise<CheckResult> {
   const now = deps.clock.now();
   const refuse = (code: string, message: string) => refusal(deps, now, { code, message, grant_id: verified.grantId });
   if (grant.subject !== verified.subject) return refuse("token_grant_unknown", "the token's grant does not exist");

@@ -13,6 +13,8 @@ const EXIT_OF_CODE: Partial<Record<string, number>> = {
   PERMISSION_DENIED: EXIT.denied,
   INVALID_ARGUMENT: EXIT.usage,
   UNAVAILABLE: EXIT.unavailable,
+  // Overload and rate limits mean "not now" as an outage does: scripts that wait and retry on 3 handle both.
+  RESOURCE_EXHAUSTED: EXIT.unavailable,
   DEADLINE_EXCEEDED: EXIT.timeout,
   UNAUTHENTICATED: EXIT.unauthenticated,
 };

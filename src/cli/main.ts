@@ -55,6 +55,14 @@ program
     `Prometheus /metrics and /healthz over HTTP, or off (env JITGATE_METRICS_LISTEN, default ${DEFAULTS.metricsListen})`,
   )
   .option(
+    "--policy-timeout <time>",
+    `budget of one policy evaluation, e.g. 100ms or 2s: past it a Check is denied (policy_timeout) (env JITGATE_POLICY_TIMEOUT, default ${DEFAULTS.policyTimeout})`,
+  )
+  .option(
+    "--policy-workers <n>",
+    `threads evaluating policy off the serving thread (env JITGATE_POLICY_WORKERS, default ${DEFAULTS.policyWorkers})`,
+  )
+  .option(
     "--decision-log <file>",
     "also write every decision as a JSON line (OPA's decision log shape) to this file, or - for standard output (env JITGATE_DECISION_LOG)",
   )
@@ -64,7 +72,59 @@ program
   )
   .option(
     "--decision-queue <n>",
-    `decision records waiting to be written beyond this many are dropped and counted (env JITGATE_DECISION_QUEUE, default ${DEFAULTS.decisionQueue})`,
+    `decision records waiting to be written, at most (env JITGATE_DECISION_QUEUE, default ${DEFAULTS.decisionQueue})`,
+  )
+  .option(
+    "--decision-log-overflow <mode>",
+    `with the decision queue full: refuse Checks (RESOURCE_EXHAUSTED), so every answered Check is logged, or drop records and count them (env JITGATE_DECISION_LOG_OVERFLOW, default ${DEFAULTS.decisionLogOverflow})`,
+  )
+  .option(
+    "--max-in-flight <n>",
+    `calls served at once by this process; more are refused at once with RESOURCE_EXHAUSTED (env JITGATE_MAX_IN_FLIGHT, default ${DEFAULTS.maxInFlight})`,
+  )
+  .option(
+    "--max-in-flight-per-connection <n>",
+    "calls served at once on one connection, below --max-concurrent-streams (env JITGATE_MAX_IN_FLIGHT_PER_CONNECTION, default: half of --max-concurrent-streams, at most --max-in-flight)",
+  )
+  .option(
+    "--max-concurrent-streams <n>",
+    `HTTP/2 streams one connection may open (env JITGATE_MAX_CONCURRENT_STREAMS, default ${DEFAULTS.maxConcurrentStreams})`,
+  )
+  .option(
+    "--max-message-bytes <n>",
+    `largest request message accepted (env JITGATE_MAX_MESSAGE_BYTES, default ${DEFAULTS.maxMessageBytes})`,
+  )
+  .option(
+    "--max-response-bytes <n>",
+    `largest response message sent (env JITGATE_MAX_RESPONSE_BYTES, default ${DEFAULTS.maxResponseBytes})`,
+  )
+  .option(
+    "--keepalive-interval <duration>",
+    `ping a connection silent this long (env JITGATE_KEEPALIVE_INTERVAL, default ${DEFAULTS.keepaliveInterval})`,
+  )
+  .option(
+    "--keepalive-timeout <duration>",
+    `close a connection whose ping is unanswered this long (env JITGATE_KEEPALIVE_TIMEOUT, default ${DEFAULTS.keepaliveTimeout})`,
+  )
+  .option(
+    "--max-connection-idle <duration>",
+    `close a connection without calls this long, or 0 for never (env JITGATE_MAX_CONNECTION_IDLE, default ${DEFAULTS.maxConnectionIdle})`,
+  )
+  .option(
+    "--max-connection-age <duration>",
+    `ask clients to reconnect after this long (±10%), or 0 for never (env JITGATE_MAX_CONNECTION_AGE, default ${DEFAULTS.maxConnectionAge})`,
+  )
+  .option(
+    "--max-connection-age-grace <duration>",
+    "calls on a connection asked to reconnect may run this much longer, or 0 to let them finish (env JITGATE_MAX_CONNECTION_AGE_GRACE, default 0)",
+  )
+  .option(
+    "--request-rate <rate>",
+    `RequestAccess calls per requester, like 10/m (per s, m or h), or off (env JITGATE_REQUEST_RATE, default ${DEFAULTS.requestRate})`,
+  )
+  .option(
+    "--request-burst <n>",
+    "RequestAccess calls a requester may make at once before --request-rate applies (env JITGATE_REQUEST_BURST, default: the rate's count)",
   )
   .option(
     "--audit-checkpoints <file>",

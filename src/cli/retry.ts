@@ -1,6 +1,8 @@
-// Retrying UNAVAILABLE with exponential backoff and full jitter, bounded. A call that may already have
-// been applied is only retried when the failure shows it never reached a server; a failed TLS handshake (a
-// certificate or TLS setting, which no retry fixes) never is. Every other code, UNAUTHENTICATED too, is final.
+// Retrying UNAVAILABLE and RESOURCE_EXHAUSTED with exponential backoff and full jitter, bounded. A call that
+// may already have been applied is only retried on UNAVAILABLE when the failure shows it never reached a
+// server; a failed TLS handshake (a certificate or TLS setting, which no retry fixes) never is. jitgate refuses
+// an overload or a rate limit (RESOURCE_EXHAUSTED) before doing any of the call, so that is retried whatever the
+// call, except a message over a size limit, which no retry fixes. Every other code, UNAUTHENTICATED too, is final.
 import { status } from "@grpc/grpc-js";
 
 export interface RetryPolicy {
@@ -16,8 +18,12 @@ const NEVER_SENT = /No connection established|ECONNREFUSED|connect ENOENT|Name r
 
 export type Idempotence = "idempotent" | "not-idempotent";
 
+/** grpc-js's words for a message over a size limit (sent or received): RESOURCE_EXHAUSTED, and final. */
+const TOO_LARGE = /message larger than max|decompresses to a size larger than/i;
+
 export function retryable(err: unknown, idempotence: Idempotence): boolean {
   const e = err as { code?: number; details?: string };
+  if (e.code === status.RESOURCE_EXHAUSTED) return !TOO_LARGE.test(e.details ?? "");
   if (e.code !== status.UNAVAILABLE) return false;
   if (tlsFailure(e, { clientCertificate: false })) return false;
   return idempotence === "idempotent" || NEVER_SENT.test(e.details ?? "");

@@ -1,5 +1,7 @@
 // The decision log: every access check's record goes into a bounded in-memory queue at once, and is written
-// later in batches (one store transaction each) and to line sinks, so logging never slows or fails a decision.
+// later in batches (one store transaction each) and to line sinks, so logging never slows a decision. A check
+// asks `admit` first and is refused while the queue is full, so no answered check loses its record (unless the
+// overflow mode is "drop", which answers and drops the record, counted).
 import type { DecisionRecord } from "../access/model.ts";
 import type { DecisionSink } from "../access/ports.ts";
 import { InvalidArgument, Unavailable } from "../errors.ts";
@@ -27,8 +29,10 @@ export interface DecisionLines {
 export interface DecisionLogOptions {
   readonly writer: DecisionWriter;
   readonly lines?: readonly DecisionLines[];
-  /** Records waiting to be written, at most; beyond it records are dropped and counted. Default 100_000. */
+  /** Records waiting to be written (or admitted and about to be recorded), at most. Default 100_000. */
   readonly capacity?: number;
+  /** At capacity: "refuse" (admit says false) or "drop" (admit says true; records past capacity are dropped and counted). Default "refuse". */
+  readonly overflow?: "refuse" | "drop";
   /** Records per transaction, at most. Default 1_000. */
   readonly batchSize?: number;
   /** How long a record may wait for a batch to fill. Default 50. */
@@ -71,6 +75,10 @@ export class DecisionLog implements DecisionSink {
   readonly #closeAttempts: number;
   readonly #now: () => number;
   readonly #onError: (err: unknown) => void;
+  readonly #capacity: number;
+  readonly #overflow: "refuse" | "drop";
+  /** Places held by `admit` for records not recorded yet: queued + reserved never exceeds the capacity. */
+  #reserved = 0;
 
   /** A ring buffer: `record` is O(1) and allocates nothing. */
   readonly #queue: Ring<DecisionRecord>;
@@ -93,6 +101,8 @@ export class DecisionLog implements DecisionSink {
 
   constructor(options: DecisionLogOptions) {
     const capacity = positive("decision log capacity", options.capacity ?? 100_000);
+    this.#capacity = capacity;
+    this.#overflow = options.overflow ?? "refuse";
     this.#batchSize = positive("decision log batchSize", options.batchSize ?? 1_000);
     this.#flushIntervalMs = nonNegative("decision log flushIntervalMs", options.flushIntervalMs ?? 50);
     this.#retentionMs = nonNegative("decision log retentionMs", options.retentionMs ?? 30 * DAY_MS);
@@ -125,7 +135,22 @@ export class DecisionLog implements DecisionSink {
     return this.#written;
   }
 
+  /** True when one more record will be kept, holding its place until `record`; false while full or closing. */
+  admit(): boolean {
+    if (this.#overflow === "drop") return true;
+    if (this.#closing !== undefined || this.#queue.size + this.#reserved >= this.#capacity) return false;
+    this.#reserved++;
+    return true;
+  }
+
+  /** Records admitted whose `record` has not come yet. */
+  get reserved(): number {
+    return this.#reserved;
+  }
+
   record(decision: DecisionRecord): void {
+    // Takes the place admit held for it (so the queue is not full); with none held, the queue may be.
+    if (this.#reserved > 0) this.#reserved--;
     if (this.#closing !== undefined || this.#queue.full) {
       this.#dropped++;
       return;

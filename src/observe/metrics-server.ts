@@ -4,11 +4,29 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { formatListen } from "../config.ts";
 import type { JitgateMetrics } from "./metrics.ts";
 
-/** What /healthz reports; `serving` decides the status code (200 or 503). */
+/** Whether a database file takes writes now; why not, and since when (ms since the epoch). */
+export interface WritesReport {
+  readonly possible: boolean;
+  readonly reason?: string;
+  readonly since?: number;
+}
+
+/** What jitgate can do now; /healthz renders it with healthBody, and `decisions.serving` picks 200 or 503. */
 export interface HealthReport {
-  serving: boolean;
+  /** Checks are answered, and their records kept: a policy is loaded and the decision log keeps up. */
+  decisions: { serving: boolean; reason?: string };
+  /** Lifecycle writes (requests, reviews, grants, revocations, audit) to the store commit. */
+  writes: WritesReport;
   policy: { ready: boolean; revision?: string };
-  store: { writable: boolean };
+  decisionLog: {
+    /** No decision record is at risk: the queue is below its high-water mark. */
+    keepingUp: boolean;
+    queueDepth: number;
+    queueCapacity: number;
+    dropped: number;
+    /** Whether its own file (decisions.db) takes batches now; a failing batch waits in the queue. */
+    writes: WritesReport;
+  };
 }
 
 export interface MetricsServerOptions {
@@ -77,12 +95,42 @@ async function answer(opts: MetricsServerOptions, req: IncomingMessage, res: Ser
       return send(res, req, 200, opts.metrics.contentType, text);
     }
     const report = opts.health();
-    return send(res, req, report.serving ? 200 : 503, "application/json", JSON.stringify(report));
+    return send(res, req, report.decisions.serving ? 200 : 503, "application/json", healthBody(report));
   } catch (err) {
     // The cause can hold internals (paths, SQL); it goes to the caller's log, never to the client.
     opts.onError?.(err);
     return send(res, req, 500, "text/plain; charset=utf-8", `${path === "/metrics" ? "metrics" : "health"} unavailable\n`);
   }
+}
+
+/**
+ * The /healthz body (times in RFC 3339, UTC):
+ * `{"decisions": {"serving", "reason"?}, "writes": {"possible", "reason"?, "since"?},
+ *   "policy": {"ready", "revision"?},
+ *   "decision_log": {"keeping_up", "queue_depth", "queue_capacity", "dropped", "writes": {"possible", "reason"?, "since"?}}}`
+ */
+export function healthBody(report: HealthReport): string {
+  const log = report.decisionLog;
+  return JSON.stringify({
+    decisions: report.decisions.serving ? { serving: true } : { serving: false, reason: report.decisions.reason },
+    writes: writesBody(report.writes),
+    policy: report.policy.revision === undefined ? { ready: report.policy.ready } : { ...report.policy },
+    decision_log: {
+      keeping_up: log.keepingUp,
+      queue_depth: log.queueDepth,
+      queue_capacity: log.queueCapacity,
+      dropped: log.dropped,
+      writes: writesBody(log.writes),
+    },
+  });
+}
+
+/** Only the fields the body documents, whatever else the source carries. */
+function writesBody(w: WritesReport): { possible: boolean; reason?: string; since?: string } {
+  if (w.possible) return { possible: true };
+  return w.since === undefined
+    ? { possible: false, reason: w.reason }
+    : { possible: false, reason: w.reason, since: new Date(w.since).toISOString() };
 }
 
 function send(res: ServerResponse, req: IncomingMessage, status: number, contentType: string, body: string): void {

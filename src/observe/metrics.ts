@@ -3,6 +3,7 @@
 // Values that other parts already know (grants, queue depth, bundle revision) are read by callbacks at scrape
 // time instead of being pushed, so they can never drift from the source.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ResourceLimit } from "../errors.ts";
 
 /** Where the scrape-time values come from; each callback is called once per scrape, so keep it cheap. */
 export interface MetricSources {
@@ -20,6 +21,8 @@ export interface MetricSources {
 export type RequestOutcome = "approved" | "denied" | "cancelled" | "expired" | "pending";
 
 const REQUEST_OUTCOMES: readonly RequestOutcome[] = ["approved", "denied", "cancelled", "expired", "pending"];
+
+const REFUSAL_REASONS: readonly ResourceLimit[] = ["in_flight", "connection_in_flight", "request_rate", "decision_log"];
 
 // A decision is a WebAssembly evaluation plus a prepared-statement read: tens of microseconds when warm, a
 // slow one is a few milliseconds; 100 ms would already be an incident.
@@ -43,20 +46,31 @@ export class JitgateMetrics {
   readonly #revocations: Counter;
   readonly #reloadsActivated: CounterChild;
   readonly #reloadsRejected: CounterChild;
+  readonly #failed: CounterChild;
+  readonly #policyFailures: Counter<"entrypoint" | "kind">;
   readonly #lastReloadSuccess: Gauge;
   readonly #lastReloadTimestamp: Gauge;
+  readonly #refusals: ReadonlyMap<ResourceLimit, CounterChild>;
 
   constructor(sources: MetricSources) {
     const registers = [this.#registry];
 
     const decisions = new Counter({
       name: "jitgate_decisions_total",
-      help: "Access decisions answered, by result (allow or deny).",
+      help: "Access decisions answered, by result: allow, deny, or error (the policy failed or ran past its time budget, so the answer was a denial).",
       labelNames: ["result"] as const,
       registers,
     });
     this.#allowed = decisions.labels("allow");
     this.#denied = decisions.labels("deny");
+    this.#failed = decisions.labels("error");
+    const policyFailures = new Counter({
+      name: "jitgate_policy_failures_total",
+      help: "Policy evaluations that failed (error) or were stopped at the time budget (timeout), by entrypoint.",
+      labelNames: ["entrypoint", "kind"] as const,
+      registers,
+    });
+    this.#policyFailures = policyFailures;
     // Both series exist from the start, so rate() and ratios work before the first deny.
     this.#allowed.inc(0);
     this.#denied.inc(0);
@@ -146,6 +160,15 @@ export class JitgateMetrics {
       },
     });
 
+    const refused = new Counter({
+      name: "jitgate_refused_total",
+      help: "Calls refused with RESOURCE_EXHAUSTED before any work, by the limit that refused them.",
+      labelNames: ["reason"] as const,
+      registers,
+    });
+    this.#refusals = new Map(REFUSAL_REASONS.map((reason) => [reason, refused.labels(reason)]));
+    for (const child of this.#refusals.values()) child.inc(0);
+
     new Gauge({
       name: "jitgate_serving",
       help: "1 while jitgate answers (policy loaded and store writable), else 0.",
@@ -160,10 +183,15 @@ export class JitgateMetrics {
   }
 
   /** One answered decision. On the hot path: no allocation here beyond prom-client's own. */
-  decision(allow: boolean, latencySeconds: number): void {
-    (allow ? this.#allowed : this.#denied).inc();
+  decision(result: "allow" | "deny" | "error", latencySeconds: number): void {
+    (result === "allow" ? this.#allowed : result === "deny" ? this.#denied : this.#failed).inc();
     // prom-client throws on a non-finite value; a bad clock reading must never fail a decision.
     if (Number.isFinite(latencySeconds) && latencySeconds >= 0) this.#decisionSeconds.observe(latencySeconds);
+  }
+
+  /** A policy evaluation failed or was stopped at its budget. */
+  policyFailed(entrypoint: string, kind: "error" | "timeout"): void {
+    this.#policyFailures.labels(entrypoint, kind).inc();
   }
 
   requestOutcome(outcome: RequestOutcome): void {
@@ -173,6 +201,11 @@ export class JitgateMetrics {
   /** A request was approved `afterSeconds` after it was made. Counting the outcome is `requestOutcome`'s job. */
   approved(afterSeconds: number): void {
     if (Number.isFinite(afterSeconds) && afterSeconds >= 0) this.#timeToApproval.observe(afterSeconds);
+  }
+
+  /** A call refused at one of jitgate's limits (in flight, rate, decision log). */
+  refused(limit: ResourceLimit): void {
+    this.#refusals.get(limit)?.inc();
   }
 
   tokenIssued(): void {

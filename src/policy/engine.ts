@@ -25,14 +25,28 @@ export interface ActiveBundleInfo {
   readonly activatedAt: Date;
 }
 
-export class PolicyEngine {
+/** What keeps a bundle serving: the in-process engine, or the server's pool of policy workers. */
+export interface BundleHolder {
+  /**
+   * Makes `bundle` serve; `beforeSwitch` runs just before it does (throwing refuses it). Resolves with the
+   * revision replaced; rejects when the bundle cannot serve (the previous one keeps serving).
+   */
+  activate(bundle: PolicyBundle, beforeSwitch?: () => void): string | undefined | Promise<string | undefined>;
+  readonly active: ActiveBundleInfo | undefined;
+  /** Whether the holder verifies bundles itself (then the loader need not, on the serving thread). */
+  readonly verifiesBundles: boolean;
+}
+
+export class PolicyEngine implements BundleHolder {
+  readonly verifiesBundles = false;
   #active: { bundle: PolicyBundle; activatedAt: Date } | undefined;
   readonly #encoder = new TextEncoder();
 
   /** Makes `bundle` the one every later evaluation uses. Returns the revision it replaced, if any. */
-  activate(bundle: PolicyBundle, now: Date = new Date()): string | undefined {
+  activate(bundle: PolicyBundle, beforeSwitch?: () => void): string | undefined {
+    beforeSwitch?.();
     const previous = this.#active?.bundle.revision;
-    this.#active = { bundle, activatedAt: now };
+    this.#active = { bundle, activatedAt: new Date() };
     return previous;
   }
 

@@ -14,7 +14,8 @@ export type WorkerRequest =
   | { readonly t: "eval"; readonly seq: number; readonly items: readonly EvalItem[]; readonly epoch: number };
 
 export type EvalOutcome =
-  { readonly ok: true; readonly result: unknown; readonly revision: string } | { readonly ok: false; readonly message: string };
+  | { readonly ok: true; readonly result: unknown; readonly revision: string }
+  | { readonly ok: false; readonly message: string; readonly revision: string };
 
 export type WorkerReply =
   | { readonly t: "loaded"; readonly revision: string; readonly entrypoints: string[] }

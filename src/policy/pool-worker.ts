@@ -31,7 +31,10 @@ async function handle(msg: WorkerRequest): Promise<void> {
       engine.activate(bundle);
       reply({ t: "loaded", revision: bundle.revision, entrypoints: [...bundle.entrypoints] });
     } catch (err) {
-      reply({ t: "load-failed", message: describeThrown(err) });
+      // A BundleError already names the file; the pool names it again.
+      const message = describeThrown(err);
+      const prefix = `policy bundle ${msg.file}: `;
+      reply({ t: "load-failed", message: message.startsWith(prefix) ? message.slice(prefix.length) : message });
     }
     return;
   }
@@ -43,7 +46,7 @@ async function handle(msg: WorkerRequest): Promise<void> {
       const { result, revision } = engine.evaluateSerialized(item.entrypoint, encoder.encode(item.input).buffer);
       results.results.push({ ok: true, result, revision });
     } catch (err) {
-      results.results.push({ ok: false, message: describeThrown(err) });
+      results.results.push({ ok: false, message: describeThrown(err), revision: engine.active?.revision ?? "" });
     }
   }
   Atomics.store(progress, PROGRESS.busy, 0);

@@ -7,7 +7,7 @@
 import { Worker } from "node:worker_threads";
 import { BundleError, PolicyEvaluationError, PolicyTimeout, Unavailable } from "../errors.ts";
 import type { PolicyBundle } from "./bundle.ts";
-import type { ActiveBundleInfo, Evaluated } from "./engine.ts";
+import type { ActiveBundleInfo, BundleHolder, Evaluated } from "./engine.ts";
 import {
   type CheckDecision,
   decodeCheckDecision,
@@ -28,6 +28,8 @@ export interface PolicyPoolOptions {
   readonly maxBatch?: number;
   /** Told of every evaluation stopped at the budget (log it, count it). */
   readonly onTimeout?: (e: { entrypoint: string; revision: string; timeoutMs: number }) => void;
+  /** Told of every evaluation that failed (the policy trapped or threw); the caller gets a PolicyEvaluationError. */
+  readonly onEvaluationError?: (e: { entrypoint: string; revision: string; message: string }) => void;
   /** Told when a bundle could not be loaded by the workers (the previous one keeps serving). */
   readonly onLoadFailed?: (e: { revision: string; reason: string }) => void;
 }
@@ -58,8 +60,8 @@ interface Generation {
 
 const WORKER_FILE = new URL("./pool-worker.ts", import.meta.url);
 
-export class PolicyPool {
-  readonly #opts: Required<Omit<PolicyPoolOptions, "onTimeout" | "onLoadFailed">> & PolicyPoolOptions;
+export class PolicyPool implements BundleHolder {
+  readonly #opts: Required<Omit<PolicyPoolOptions, "onTimeout" | "onLoadFailed" | "onEvaluationError">> & PolicyPoolOptions;
   /** The generation evaluations go to; the newest activated one once it has loaded. */
   #serving: Generation | undefined;
   /** An activated generation still loading; evaluations wait for it rather than use an older bundle. */
@@ -78,49 +80,48 @@ export class PolicyPool {
     this.#opts = { maxBatch: 64, ...opts };
   }
 
+  readonly verifiesBundles = true;
+
   /**
-   * Makes `bundle` the one every later evaluation uses: fresh workers load it (its verification inputs timed
-   * like any evaluation), and evaluations asked from now on wait for them. Returns the revision it replaced.
+   * Makes `bundle` serve: fresh workers load and verify it (each verification input under the evaluation
+   * budget) while the current bundle keeps answering; then `beforeSwitch` runs (throwing refuses the bundle)
+   * and every later evaluation uses it. Resolves with the revision replaced; rejects with a BundleError when
+   * the bundle cannot serve, the previous one serving on. A newer activation supersedes one still loading.
    */
-  activate(bundle: PolicyBundle, now: Date = new Date()): string | undefined {
+  async activate(bundle: PolicyBundle, beforeSwitch?: () => void): Promise<string | undefined> {
     if (this.#closed) throw new Unavailable("the policy pool is closed");
-    const previous = this.active?.revision;
-    const generation = this.#spawnGeneration(bundle, now);
+    const generation = this.#spawnGeneration(bundle, new Date());
     const superseded = this.#loading;
     this.#loading = generation;
     if (superseded) this.#retire(superseded);
-    generation.loaded.then(
-      () => {
-        if (this.#loading !== generation) return;
-        const old = this.#serving;
-        this.#serving = generation;
-        this.#loading = undefined;
-        if (old) this.#retire(old);
-        this.#flush();
-      },
-      (err: Error) => {
-        if (this.#loading === generation) this.#loading = undefined;
-        this.#retire(generation);
-        this.#opts.onLoadFailed?.({ revision: bundle.revision, reason: generation.failure ?? err.message });
-        // Whatever waited for it now runs on the bundle still serving, or fails closed without one.
-        this.#flush();
-      },
-    );
-    return previous;
+    try {
+      await generation.loaded;
+      if (this.#loading !== generation) throw new BundleError(bundle.file, "superseded by a newer bundle before it could serve");
+      beforeSwitch?.();
+    } catch (err) {
+      if (this.#loading === generation) this.#loading = undefined;
+      this.#retire(generation);
+      const reason = generation.failure ?? (err as Error).message;
+      this.#opts.onLoadFailed?.({ revision: bundle.revision, reason });
+      this.#flush();
+      throw err instanceof BundleError && generation.failure === undefined ? err : new BundleError(bundle.file, reason, { cause: err });
+    }
+    const old = this.#serving;
+    this.#serving = generation;
+    this.#loading = undefined;
+    if (old) this.#retire(old);
+    this.#flush();
+    return old?.bundle.revision;
   }
 
-  /** Resolves once the newest activated bundle serves (rejects if its workers could not load it). */
-  async settled(): Promise<void> {
-    await this.#loading?.loaded;
-  }
-
+  /** The bundle serving (a newer one still loading is not active yet). */
   get active(): ActiveBundleInfo | undefined {
-    const g = this.#loading ?? this.#serving;
+    const g = this.#serving;
     return g && { revision: g.bundle.revision, file: g.bundle.file, activatedAt: g.activatedAt };
   }
 
   get ready(): boolean {
-    return this.#serving !== undefined || this.#loading !== undefined;
+    return this.#serving !== undefined;
   }
 
   requestPlan(input: object): Promise<Evaluated<RequestPlan>> {
@@ -138,7 +139,7 @@ export class PolicyPool {
   /** Evaluates any entrypoint of the active bundle; the raw JSON result (undefined if the rule is). */
   evaluate(entrypoint: string, input: unknown): Promise<Evaluated<unknown>> {
     if (this.#closed) return Promise.reject(new Unavailable("the policy pool is closed"));
-    if (!this.ready) return Promise.reject(new Unavailable("no policy bundle is loaded"));
+    if (!this.#serving && !this.#loading) return Promise.reject(new Unavailable("no policy bundle is loaded"));
     return new Promise((resolve, reject) => {
       this.#queue.push({ item: { entrypoint, input: JSON.stringify(input ?? null) }, resolve, reject });
       this.#scheduleFlush();
@@ -274,7 +275,10 @@ export class PolicyPool {
       const r = results[i];
       if (!r) p.reject(new PolicyEvaluationError("policy worker answered fewer results than asked"));
       else if (r.ok) p.resolve({ result: r.result, revision: r.revision });
-      else p.reject(new PolicyEvaluationError(`policy ${p.item.entrypoint} failed to evaluate: ${r.message}`));
+      else {
+        this.#opts.onEvaluationError?.({ entrypoint: p.item.entrypoint, revision: r.revision, message: r.message });
+        p.reject(new PolicyEvaluationError(`policy ${p.item.entrypoint} (revision ${r.revision}) failed to evaluate: ${r.message}`));
+      }
     });
     this.#flush();
   }

@@ -1,23 +1,35 @@
 // For policy authors (`make dev`, `jitgate serve --watch-policies`): rebuilds the bundle whenever a Rego or
-// data file under policies/ changes. The BundleWatcher then swaps the new bundle in; a compile error is
-// reported and the last good bundle keeps serving, because a failed build never replaces the file.
+// data file under policies/ changes and hands it to an installer, by default the server's own BundleWatcher,
+// which switches to it and renames it into place at once. A build that does not compile or that the server
+// refuses is reported once and never replaces the bundle file: the last good bundle keeps serving, now and
+// after a restart.
 import { type FSWatcher, watch } from "chokidar";
-import { type BuildOptions, type BuildResult, buildBundle } from "./build.ts";
+import { type BuildOptions, type BuildResult, type BundleInstaller, buildBundle, installVerified } from "./build.ts";
 
-const DEBOUNCE_MS = 150;
+/** Long enough to fold one save's events (truncate, write; or unlink, add) into one build, short enough not to be felt. */
+const DEBOUNCE_MS = 50;
 const SOURCE = /\.(rego|json|ya?ml)$/;
+
+/** What takes each build: the serving process's BundleWatcher, whose install verifies and activates. */
+export interface BundleTarget {
+  install: BundleInstaller;
+}
 
 export class PolicySourceWatcher {
   readonly #opts: BuildOptions;
   readonly #onBuilt: (result: BuildResult) => void;
+  readonly #install: BundleInstaller;
   #watcher: FSWatcher | undefined;
   #timer: NodeJS.Timeout | undefined;
   #building: Promise<void> | undefined;
   #again = false;
+  #closed = false;
 
-  constructor(opts: BuildOptions, onBuilt: (result: BuildResult) => void) {
+  /** Without a `target`, a build is checked as `make bundle` checks it and renamed into place for a watcher to find. */
+  constructor(opts: BuildOptions, onBuilt: (result: BuildResult) => void, target?: BundleTarget) {
     this.#opts = opts;
     this.#onBuilt = onBuilt;
+    this.#install = target ? (candidate, out) => target.install(candidate, out) : installVerified;
   }
 
   async start(): Promise<void> {
@@ -30,6 +42,7 @@ export class PolicySourceWatcher {
   }
 
   #schedule(): void {
+    if (this.#closed) return;
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => void this.#build(), DEBOUNCE_MS);
   }
@@ -42,8 +55,8 @@ export class PolicySourceWatcher {
     this.#building = (async () => {
       do {
         this.#again = false;
-        this.#onBuilt(await buildBundle(this.#opts));
-      } while (this.#again);
+        this.#onBuilt(await buildBundle(this.#opts, this.#install));
+      } while (this.#again && !this.#closed);
     })().finally(() => {
       this.#building = undefined;
     });
@@ -51,6 +64,7 @@ export class PolicySourceWatcher {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     clearTimeout(this.#timer);
     await this.#watcher?.close();
     await this.#building;

@@ -2,9 +2,10 @@
 // map the answer (or the error, in status.ts) back. Handlers stay thin; the rules live in src/access.
 import * as grpc from "@grpc/grpc-js";
 import type { Access } from "../access/access.ts";
-import type { Caller, GrantEvent } from "../access/model.ts";
+import type { AccessRequest, Caller, GrantEvent } from "../access/model.ts";
 import type { Clock } from "../access/ports.ts";
 import type { Logger } from "../log.ts";
+import type { Admission } from "./admission.ts";
 import { requestIdHeaders, requestIdOf } from "./request-id.ts";
 import { toStatus } from "./status.ts";
 import * as v from "./validate.ts";
@@ -25,6 +26,7 @@ export function accessServiceHandlers(
   auth: CallerAuthenticator,
   clock: Clock,
   log: Logger,
+  admission: Admission,
 ): grpc.UntypedServiceImplementation {
   const debug = log.isLevelEnabled("debug");
   const unary =
@@ -35,13 +37,18 @@ export function accessServiceHandlers(
       const requestId = requestIdOf(call.metadata);
       const started = debug ? performance.now() : 0;
       let code: grpc.status = grpc.status.OK;
+      let leave: (() => void) | undefined;
       try {
+        leave = admission.enter(call.getPeer());
+        // A call its client gave up on stops counting, even while its handler waits on (RequestAccess with wait).
+        call.once("cancelled", leave);
         const caller = await auth.authenticate(call);
         if (call.cancelled) return;
         const answer = await fn(caller, call.request, call);
         call.sendMetadata(requestIdHeaders(requestId));
         callback(null, answer);
       } catch (err) {
+        admission.refused(err);
         const status = toStatus(err, log.child({ request_id: requestId, method: call.getPath() }), requestId);
         code = status.code ?? grpc.status.UNKNOWN;
         if (!call.cancelled) {
@@ -49,39 +56,57 @@ export function accessServiceHandlers(
           callback(status);
         }
       } finally {
+        leave?.();
         // One line per call only at debug level: the decision path logs nothing by default (the decision log has it).
         if (debug)
           log.debug({ request_id: requestId, method: call.getPath(), code: grpc.status[code], ms: performance.now() - started }, "call");
       }
     };
-  const withGrant = (r: ReturnType<Access["getRequest"]>) =>
-    requestToWire(r, r.grantId ? access.getGrant(r.grantId) : undefined, clock.now());
+  // A watch holds its slot while it is open: until it ends, fails or its client cancels it.
+  const admitted = (serve: (call: EventStream) => unknown) => (call: EventStream) => {
+    let leave: () => void;
+    try {
+      leave = admission.enter(call.getPeer());
+    } catch (err) {
+      admission.refused(err);
+      call.emit("error", toStatus(err, log, requestIdOf(call.metadata)));
+      return;
+    }
+    call.once("close", leave);
+    call.once("cancelled", leave);
+    return serve(call);
+  };
+  const withGrant = (r: AccessRequest) => requestToWire(r, r.grantId ? access.getGrant(r.grantId) : undefined, clock.now());
 
   return {
     RequestAccess: unary(async (caller, req, call) => {
       const input = v.requestAccessInput(req);
-      const request = access.requestAccess(caller, input);
+      const request = await access.requestAccess(caller, input);
       if (!input.wait || request.state !== "PENDING") return withGrant(request);
       return withGrant(await decided(access, request.id, call));
     }),
-    GetAccessRequest: unary((caller, req) => withGrant(access.getRequest(caller, v.requiredName(req, "id")))),
-    ListAccessRequests: unary((caller, req) => {
+    GetAccessRequest: unary(async (caller, req) => withGrant(await access.getRequest(caller, v.requiredName(req, "id")))),
+    ListAccessRequests: unary(async (caller, req) => {
       const filter = { state: v.requestState(req), requester: v.optionalName(req, "requester"), resource: v.optionalName(req, "resource") };
-      const page = access.listRequests(caller, filter, v.page(req));
+      const page = await access.listRequests(caller, filter, v.page(req));
       return { requests: page.items.map(withGrant), next_page_token: page.next };
     }),
-    ReviewAccessRequest: unary((caller, req) => withGrant(access.review(caller, v.reviewInput(req)))),
-    CancelAccessRequest: unary((caller, req) => withGrant(access.cancel(caller, v.requiredName(req, "id"), v.optionalText(req, "reason")))),
+    ReviewAccessRequest: unary(async (caller, req) => withGrant(await access.review(caller, v.reviewInput(req)))),
+    CancelAccessRequest: unary(async (caller, req) =>
+      withGrant(await access.cancel(caller, v.requiredName(req, "id"), v.optionalText(req, "reason"))),
+    ),
     Check: unary(async (caller, req) => {
       const input = { ...v.checkInput(req), caller: caller.id };
-      return checkToWire(input.subject ? access.checkAs(caller, { ...input, subject: input.subject }) : await access.checkToken(input));
+      return checkToWire(
+        input.subject ? await access.checkAs(caller, { ...input, subject: input.subject }) : await access.checkToken(input),
+      );
     }),
     IssueToken: unary(async (caller, req) => {
       const t = await access.issueToken(caller, v.requiredName(req, "grant_id"));
       return { token: t.token, expire_time: timestamp(t.expiresAt), token_id: t.jti, grant_id: t.grantId, audience: t.audience };
     }),
     GetJwks: unary(async () => ({ jwks_json: JSON.stringify(await access.jwks()) })),
-    WatchRevocations: (call: grpc.ServerWritableStream<Wire, unknown>) => watchRevocations(access, auth, clock, log, call),
+    WatchRevocations: admitted((call) => watchRevocations(access, auth, clock, log, call)),
     ListGrants: unary((caller, req) => {
       const filter = {
         subject: v.optionalName(req, "subject"),
@@ -105,13 +130,13 @@ export function accessServiceHandlers(
         .revokeSubject(caller, v.requiredName(req, "subject"), v.optionalText(req, "reason"))
         .map((g) => grantToWire(g, clock.now())),
     })),
-    WatchGrants: (call: grpc.ServerWritableStream<Wire, unknown>) => watchGrants(access, auth, clock, log, call),
+    WatchGrants: admitted((call) => watchGrants(access, auth, clock, log, call)),
   };
 }
 
 /** Resolves when the request is decided; rejects never: a passed deadline cancels the call, and grpc-js answers DEADLINE_EXCEEDED. */
 function decided(access: Access, id: string, call: grpc.ServerUnaryCall<Wire, unknown>) {
-  return new Promise<ReturnType<Access["getRequest"]>>((resolve) => {
+  return new Promise<AccessRequest>((resolve) => {
     const stop = access.waitForDecision(id, resolve);
     call.once("cancelled", stop);
   });

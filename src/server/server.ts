@@ -5,29 +5,57 @@ import { once } from "node:events";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
-import { formatListen } from "../config.ts";
+import { DEFAULT_SERVER_LIMITS, formatListen, type ServerLimits } from "../config.ts";
 import type { Unauthenticated } from "../errors.ts";
 import { type ClientCertificateCheck, clientCertificateRefusal, MutualTlsCredentials, type ServerTls } from "../identity/mtls.ts";
 
-export const SERVER_OPTIONS: grpc.ServerOptions = {
-  "grpc.max_receive_message_length": 1 << 20,
-  "grpc.max_send_message_length": 4 << 20,
-  "grpc.max_concurrent_streams": 256,
-  "grpc-node.max_session_memory": 32,
-  "grpc.keepalive_time_ms": 60_000,
-  "grpc.keepalive_timeout_ms": 20_000,
-  "grpc.keepalive_permit_without_calls": 1,
-  "grpc.http2.min_ping_interval_without_data_ms": 10_000,
-  "grpc.max_connection_idle_ms": 30 * 60_000,
-};
+/**
+ * grpc-js's server options for `limits` (defaults and their reasons: DEFAULTS in src/config.ts). Not here because
+ * the grpc-js 1.14 server never reads them (checked in its source): `grpc.max_metadata_size` (a C-core option;
+ * Node's HTTP/2 layer alone bounds metadata: 128 headers, each at most 64 KiB HPACK-encoded, and the session
+ * memory below), `grpc.keepalive_permit_without_calls` and `grpc.http2.min_ping_interval_without_data_ms`
+ * (client-side in grpc-js; its server pings on its own schedule and enforces no ping policy).
+ */
+export function serverOptions(limits: ServerLimits): grpc.ServerOptions {
+  const unlimited = ~(1 << 31); // grpc-js's own "never" for these timers
+  return {
+    "grpc.max_receive_message_length": limits.maxReceiveMessageBytes,
+    "grpc.max_send_message_length": limits.maxSendMessageBytes,
+    "grpc.max_concurrent_streams": limits.maxConcurrentStreams,
+    // MB of HTTP/2 buffers per connection; past it Node refuses new streams (the client sees RESOURCE_EXHAUSTED).
+    "grpc-node.max_session_memory": 32,
+    "grpc.keepalive_time_ms": limits.keepaliveIntervalMs,
+    "grpc.keepalive_timeout_ms": limits.keepaliveTimeoutMs,
+    "grpc.max_connection_idle_ms": limits.maxConnectionIdleMs || unlimited,
+    "grpc.max_connection_age_ms": limits.maxConnectionAgeMs || unlimited,
+    "grpc.max_connection_age_grace_ms": limits.maxConnectionAgeGraceMs || unlimited,
+  };
+}
 
-/** The names health reports on: the whole server ("") and each jitgate service. */
-export const HEALTH_SERVICES = ["", "jit.v1.AccessService"] as const;
+/**
+ * Health names SERVING while decisions can be served (a policy loaded, the decision log keeping up): the whole
+ * server ("") and jit.v1.AccessService, so a load balancer keeps sending Checks while writes are down.
+ */
+export const DECISION_HEALTH_SERVICES = ["", "jit.v1.AccessService"] as const;
+
+/** The health name SERVING only while lifecycle writes (requests, reviews, grants, revocations) are possible. */
+export const WRITES_HEALTH_SERVICE = "jitgate.writes";
+
+/** Every name health reports on. */
+export const HEALTH_SERVICES = [...DECISION_HEALTH_SERVICES, WRITES_HEALTH_SERVICE] as const;
+
+/** What jitgate can do now, as gRPC health reports it. */
+export interface ServingState {
+  /** Checks are answered and their decisions recorded. */
+  readonly decisions: boolean;
+  /** Lifecycle writes commit. */
+  readonly writes: boolean;
+}
 
 export interface RunningServer {
   readonly address: string;
   readonly port: number;
-  setServing(serving: boolean): void;
+  setServing(state: ServingState): void;
   /** Stops accepting calls, lets running ones finish for up to `graceMs`, then cancels the rest. */
   close(graceMs?: number): Promise<void>;
 }
@@ -41,8 +69,9 @@ export async function startServer(
   port: number,
   credentials: grpc.ServerCredentials,
   register: (server: grpc.Server) => void,
+  limits: ServerLimits = DEFAULT_SERVER_LIMITS,
 ): Promise<RunningServer> {
-  const server = new grpc.Server(SERVER_OPTIONS);
+  const server = new grpc.Server(serverOptions(limits));
   const health = new HealthImplementation(Object.fromEntries(HEALTH_SERVICES.map((s) => [s, "NOT_SERVING"])));
   health.addToServer(server);
   register(server);
@@ -53,9 +82,10 @@ export async function startServer(
   return {
     address: formatListen(host, listener.port),
     port: listener.port,
-    setServing(serving) {
-      const status: ServingStatus = serving ? "SERVING" : "NOT_SERVING";
-      for (const s of HEALTH_SERVICES) health.setStatus(s, status);
+    setServing(state) {
+      const statusOf = (serving: boolean): ServingStatus => (serving ? "SERVING" : "NOT_SERVING");
+      for (const s of DECISION_HEALTH_SERVICES) health.setStatus(s, statusOf(state.decisions));
+      health.setStatus(WRITES_HEALTH_SERVICE, statusOf(state.writes));
     },
     close(graceMs = 5_000) {
       for (const s of HEALTH_SERVICES) health.setStatus(s, "NOT_SERVING");

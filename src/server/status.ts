@@ -15,6 +15,7 @@ const CODE_OF: Readonly<Record<ErrorCode, grpc.status>> = {
   UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
   FAILED_PRECONDITION: grpc.status.FAILED_PRECONDITION,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
+  RESOURCE_EXHAUSTED: grpc.status.RESOURCE_EXHAUSTED,
   INTERNAL: grpc.status.INTERNAL,
 };
 

@@ -1,5 +1,7 @@
 // The AccessStore on SQLite (better-sqlite3), safe for several jitgate processes sharing one file: WAL, every
 // write in a BEGIN IMMEDIATE transaction, short reads, and synchronous=FULL because a lost revocation re-opens access.
+import { statfsSync } from "node:fs";
+import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import type {
   AccessRequest,
@@ -18,7 +20,7 @@ import { AuditListing } from "./audit-listing.ts";
 import { Listings } from "./listing.ts";
 import { ActionLists, auditParams, grantEventOf, grantOf, grantParams, liveGrantOf, requestOf, requestParams, requestsOf } from "./rows.ts";
 import { reviewOf, reviewParams, sortByDeadline, sortByExpiry, type RequestRow } from "./rows.ts";
-import { isUniqueViolation, rolledBack, storeError } from "./sqlite-errors.ts";
+import { isUniqueViolation, rolledBack, storeError, type WriteHealth, WriteTracker } from "./sqlite-errors.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
 import { openWalFile } from "./wal-file.ts";
 
@@ -28,10 +30,18 @@ export const STORE_FILE = "jitgate.db";
 export interface SqliteStoreOptions {
   /** How long a writer waits for another process's write lock before failing with Unavailable. Default 5000. */
   readonly busyTimeoutMs?: number;
+  /** The clock for when writes stopped being possible. Default Date.now. */
+  readonly now?: () => number;
 }
 
 /** Health probes in a row that may find another process holding the write lock before the store counts as unwritable. */
 export const BUSY_PROBES_UNTIL_UNWRITABLE = 3;
+
+/**
+ * After a write failed on a full disk, the health probe reports writes possible again only once the file system
+ * has this much free: room for any lifecycle transaction and the WAL's growth, not just for the probe's own write.
+ */
+export const WRITE_HEADROOM_BYTES = 1 << 20;
 
 /** Expiries or timeouts recorded per call when the caller names no limit: a long outage is caught up in steps. */
 const DUE_PER_CALL = 1_000;
@@ -48,7 +58,7 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Sq
     foreignKeys: true,
   });
   try {
-    return new SqliteStore(db);
+    return new SqliteStore(db, { now: opts.now });
   } catch (err) {
     db.close();
     throw err;
@@ -67,12 +77,22 @@ export class SqliteStore implements AccessStore {
   readonly #snapshot: (fn: () => unknown) => unknown;
   /** Health probes in a row that found the write lock held by another process. */
   #busyProbes = 0;
+  /** Whether writes are possible, from the last real write (and the health probe's). */
+  readonly #writes: WriteTracker;
+  /** The probe's own write: the header's application_id rewritten unchanged, in an immediate transaction. */
+  readonly #probeWrite: () => void;
   /** How many of our transaction functions are running; > 0 while the caller's transaction is open. */
   #depth = 0;
 
   /** Use openSqliteStore: it sets the pragmas and migrates the schema first. */
-  constructor(db: Database.Database) {
+  constructor(db: Database.Database, options: { readonly now?: (() => number) | undefined } = {}) {
     this.#db = db;
+    const file = db.memory ? undefined : db.name;
+    this.#writes = new WriteTracker({ now: options.now ?? Date.now, dir: file === undefined ? undefined : dirname(file) });
+    this.#probeWrite = db.transaction(() => {
+      const id = Math.trunc(Number(db.pragma("application_id", { simple: true })));
+      db.pragma(`application_id = ${id}`);
+    }).immediate;
     this.#sql = prepareStatements(db);
     this.#listings = new Listings(db);
     this.#auditListing = new AuditListing(db);
@@ -91,27 +111,52 @@ export class SqliteStore implements AccessStore {
     return { busy: row.busy !== 0, walFrames: row.log, checkpointed: row.checkpointed };
   }
 
+  /** Whether writes are possible, as the last write (a user's or the probe's) found; probes nothing. */
+  get writes(): WriteHealth {
+    return this.#writes.current;
+  }
+
   /**
-   * For health checks, without waiting: whether a write transaction can be opened now. A write lock held by
-   * another process is normal (it is writing); only a lock still held at BUSY_PROBES_UNTIL_UNWRITABLE probes in a
-   * row, or any other failure, counts as not writable. Never blocks on the lock, so the decision path never
-   * stalls behind a health probe.
+   * For health checks: whether writes are possible now. Real writes tell (see WriteTracker); the probe adds one
+   * tiny committed write of its own (the header's application_id rewritten unchanged: no schema of its own, but a
+   * real WAL frame and fsync), so a disk that fills or turns read-only is found, and its recovery seen, without
+   * user traffic. An empty write transaction would not do: it succeeds on a full or read-only disk. After a
+   * write failed on a full disk, the probe reports writes possible only once WRITE_HEADROOM_BYTES are free, as its
+   * own write may land in space the WAL already holds. Never waits for the write lock, so the decision path
+   * never stalls behind a probe: another process holding it is normal (it is writing), and only a lock held
+   * through BUSY_PROBES_UNTIL_UNWRITABLE probes in a row makes writes not possible.
    */
-  isWritable(): boolean {
-    if (!this.#db.open || this.#db.readonly) return false;
+  probeWrites(): WriteHealth {
+    if (!this.#db.open) return { possible: false, reason: "the store is closed" };
+    if (this.#db.readonly) return { possible: false, reason: "the database is open read-only" };
+    // Inside a caller's transaction the probe would commit or roll back the caller's work.
+    if (this.#db.inTransaction) return this.#writes.current;
+    const last = this.#writes.current;
+    if (!last.possible && last.code === "SQLITE_FULL" && !this.#hasHeadroom()) return last;
     const busyTimeout = this.#db.pragma("busy_timeout", { simple: true }) as number;
     this.#db.pragma("busy_timeout = 0");
     try {
-      this.#write(() => undefined);
+      this.#probeWrite();
       this.#busyProbes = 0;
-      return true;
+      this.#writes.succeeded();
     } catch (err) {
-      const code = (err as { cause?: { code?: unknown } }).cause?.code;
-      if (code === "SQLITE_BUSY") return ++this.#busyProbes < BUSY_PROBES_UNTIL_UNWRITABLE;
-      return false;
+      if (String((err as { code?: unknown }).code).startsWith("SQLITE_BUSY")) {
+        if (++this.#busyProbes >= BUSY_PROBES_UNTIL_UNWRITABLE) {
+          const reason = `another process has held the write lock through ${this.#busyProbes} health probes`;
+          this.#writes.notPossible(reason, "SQLITE_BUSY");
+        }
+      } else if (!this.#writes.failed(err)) {
+        this.#writes.notPossible("the health probe's write failed");
+      }
     } finally {
       this.#db.pragma(`busy_timeout = ${busyTimeout}`);
     }
+    return this.#writes.current;
+  }
+
+  /** probeWrites, as a yes or no. */
+  isWritable(): boolean {
+    return this.probeWrites().possible;
   }
 
   transaction<T>(fn: () => T): T {
@@ -308,19 +353,40 @@ export class SqliteStore implements AccessStore {
     // SQLite may have rolled the caller's transaction back (SQLITE_FULL, SQLITE_BUSY); writing now would
     // autocommit outside it, so refuse until the caller's transaction unwinds.
     if (this.#depth > 0 && !this.#db.inTransaction) throw rolledBack();
-    return this.#guard(
-      () =>
-        this.#immediate(() => {
-          this.#depth++;
-          try {
-            const result = fn();
-            if (!this.#db.inTransaction) throw rolledBack();
-            return result;
-          } finally {
-            this.#depth--;
-          }
-        }) as T,
-    );
+    const outermost = this.#depth === 0;
+    let result: T;
+    try {
+      result = this.#guard(
+        () =>
+          this.#immediate(() => {
+            this.#depth++;
+            try {
+              const inner = fn();
+              if (!this.#db.inTransaction) throw rolledBack();
+              return inner;
+            } finally {
+              this.#depth--;
+            }
+          }) as T,
+      );
+    } catch (err) {
+      this.#writes.failed(err);
+      throw err;
+    }
+    // Only a commit says writes are possible; a savepoint released inside a caller's transaction is not one yet.
+    if (outermost) this.#writes.succeeded();
+    return result;
+  }
+
+  /** Whether the file system holding the store has WRITE_HEADROOM_BYTES free (true when it cannot tell). */
+  #hasHeadroom(): boolean {
+    if (this.#db.memory) return true;
+    try {
+      const fs = statfsSync(dirname(this.#db.name));
+      return fs.bavail * fs.bsize >= WRITE_HEADROOM_BYTES;
+    } catch {
+      return true;
+    }
   }
 
   /** A read of several statements, from one snapshot. */

@@ -71,7 +71,7 @@ describe("access lifecycle", () => {
         auditorGroups: ["auditors"],
         checkerGroups: ["services"],
         tokens,
-        decisions: { record: (d) => decisions.push(d) },
+        decisions: { admit: () => true, record: (d) => decisions.push(d) },
       },
       (err) => assert.fail(String(err)),
     );
@@ -80,14 +80,14 @@ describe("access lifecycle", () => {
     access.stop();
     store.close();
   });
-  test("a grant is never honoured after it expires, even before any sweeper has run", () => {
-    const request = access.requestAccess(alice, readOrders);
+  test("a grant is never honoured after it expires, even before any sweeper has run", async () => {
+    const request = await access.requestAccess(alice, readOrders);
     assert.equal(request.state, "APPROVED");
-    assert.equal(access.check(at(alice, "read")).allow, true);
+    assert.equal((await access.check(at(alice, "read"))).allow, true);
     now = T0 + 600_000 - 1;
-    assert.equal(access.check(at(alice, "read")).allow, true);
+    assert.equal((await access.check(at(alice, "read"))).allow, true);
     now = T0 + 600_000;
-    const d = access.check(at(alice, "read"));
+    const d = await access.check(at(alice, "read"));
     assert.equal(d.allow, false);
     assert.deepEqual(
       d.reasons.map((r) => r.code),
@@ -95,60 +95,60 @@ describe("access lifecycle", () => {
     );
   });
 
-  test("the approved duration runs from the final approval, not from the request", () => {
-    const pending = access.requestAccess(alice, writeOrders);
+  test("the approved duration runs from the final approval, not from the request", async () => {
+    const pending = await access.requestAccess(alice, writeOrders);
     now = T0 + 60_000;
-    access.review(bob, { requestId: pending.id, decision: "approve", comment: "" });
+    await access.review(bob, { requestId: pending.id, decision: "approve", comment: "" });
     now = T0 + 120_000;
-    const approved = access.review(carol, { requestId: pending.id, decision: "approve", comment: "ok" });
+    const approved = await access.review(carol, { requestId: pending.id, decision: "approve", comment: "ok" });
     assert.equal(approved.state, "APPROVED");
     assert.equal(access.getGrant(approved.grantId as string).expiresAt, T0 + 120_000 + 1_800_000);
     assert.equal(approved.stateReason, "approved by bob, carol");
   });
 
-  test("a pending request past its deadline cannot be approved, and is recorded as expired", () => {
-    const pending = access.requestAccess(alice, writeOrders);
+  test("a pending request past its deadline cannot be approved, and is recorded as expired", async () => {
+    const pending = await access.requestAccess(alice, writeOrders);
     now = pending.pendingUntil;
-    assert.throws(() => access.review(bob, { requestId: pending.id, decision: "approve", comment: "" }), FailedPrecondition);
-    assert.equal(access.getRequest(admin, pending.id).state, "EXPIRED");
+    await assert.rejects(access.review(bob, { requestId: pending.id, decision: "approve", comment: "" }), FailedPrecondition);
+    assert.equal((await access.getRequest(admin, pending.id)).state, "EXPIRED");
     // A new request for the same thing is not a duplicate of the timed-out one.
-    assert.equal(access.requestAccess(alice, writeOrders).state, "PENDING");
+    assert.equal((await access.requestAccess(alice, writeOrders)).state, "PENDING");
   });
 
-  test("an eligible denial denies the request; later reviews are refused", () => {
-    const pending = access.requestAccess(alice, writeOrders);
-    const denied = access.review(carol, { requestId: pending.id, decision: "deny", comment: "not during the freeze" });
+  test("an eligible denial denies the request; later reviews are refused", async () => {
+    const pending = await access.requestAccess(alice, writeOrders);
+    const denied = await access.review(carol, { requestId: pending.id, decision: "deny", comment: "not during the freeze" });
     assert.equal(denied.state, "DENIED");
     assert.match(denied.stateReason, /denied by carol: not during the freeze/);
     // bob could have reviewed it while it was pending; decided without him, it is no longer his to read.
-    assert.throws(() => access.review(bob, { requestId: pending.id, decision: "approve", comment: "" }), /is not one you may read/);
-    assert.throws(() => access.review(carol, { requestId: pending.id, decision: "approve", comment: "" }), /already reviewed/);
+    await assert.rejects(access.review(bob, { requestId: pending.id, decision: "approve", comment: "" }), /is not one you may read/);
+    await assert.rejects(access.review(carol, { requestId: pending.id, decision: "approve", comment: "" }), /already reviewed/);
   });
 
-  test("only the requester may cancel, and only while pending", () => {
-    const pending = access.requestAccess(alice, writeOrders);
-    assert.throws(() => access.cancel(bob, pending.id, ""), PermissionDenied);
-    assert.equal(access.cancel(alice, pending.id, "fixed it another way").state, "CANCELLED");
-    assert.throws(() => access.cancel(alice, pending.id, ""), FailedPrecondition);
+  test("only the requester may cancel, and only while pending", async () => {
+    const pending = await access.requestAccess(alice, writeOrders);
+    await assert.rejects(access.cancel(bob, pending.id, ""), PermissionDenied);
+    assert.equal((await access.cancel(alice, pending.id, "fixed it another way")).state, "CANCELLED");
+    await assert.rejects(access.cancel(alice, pending.id, ""), FailedPrecondition);
   });
 
-  test("a malformed request is INVALID_ARGUMENT naming the field; a duplicate is ALREADY_EXISTS", () => {
-    assert.throws(
-      () => access.requestAccess(alice, { ...writeOrders, actions: ["drop"] }),
+  test("a malformed request is INVALID_ARGUMENT naming the field; a duplicate is ALREADY_EXISTS", async () => {
+    await assert.rejects(
+      access.requestAccess(alice, { ...writeOrders, actions: ["drop"] }),
       (e: unknown) => e instanceof InvalidArgument && e.field === "actions",
     );
-    assert.throws(
-      () => access.requestAccess(alice, { ...writeOrders, ticket: "" }),
+    await assert.rejects(
+      access.requestAccess(alice, { ...writeOrders, ticket: "" }),
       (e: unknown) => e instanceof InvalidArgument && e.field === "ticket",
     );
-    access.requestAccess(alice, writeOrders);
-    assert.throws(() => access.requestAccess(alice, writeOrders), AlreadyExists);
+    await access.requestAccess(alice, writeOrders);
+    await assert.rejects(access.requestAccess(alice, writeOrders), AlreadyExists);
   });
 
-  test("a policy denial is kept for the audit trail and refused with the policy's reasons", () => {
-    const err = (() => {
+  test("a policy denial is kept for the audit trail and refused with the policy's reasons", async () => {
+    const err = await (async () => {
       try {
-        access.requestAccess(alice, { ...writeOrders, emergency: true });
+        await access.requestAccess(alice, { ...writeOrders, emergency: true });
       } catch (e) {
         return e;
       }
@@ -159,25 +159,25 @@ describe("access lifecycle", () => {
       err.facts.reasons?.map((r) => r.code),
       ["break_glass_not_allowed"],
     );
-    assert.equal(access.getRequest(admin, err.facts.requestId as string).state, "DENIED");
+    assert.equal((await access.getRequest(admin, err.facts.requestId as string)).state, "DENIED");
   });
 
-  test("a retried request with the same client key returns the first one", () => {
-    const first = access.requestAccess(alice, { ...writeOrders, clientKey: "k1" });
-    const again = access.requestAccess(alice, { ...writeOrders, clientKey: "k1" });
+  test("a retried request with the same client key returns the first one", async () => {
+    const first = await access.requestAccess(alice, { ...writeOrders, clientKey: "k1" });
+    const again = await access.requestAccess(alice, { ...writeOrders, clientKey: "k1" });
     assert.equal(again.id, first.id);
-    assert.throws(() => access.requestAccess(alice, { ...readOrders, clientKey: "k1" }), /already used/);
+    await assert.rejects(access.requestAccess(alice, { ...readOrders, clientKey: "k1" }), /already used/);
   });
 
-  test("revocation: the subject may give up a grant; only admins revoke others' or a whole subject's", () => {
-    const g1 = access.requestAccess(alice, readOrders).grantId as string;
+  test("revocation: the subject may give up a grant; only admins revoke others' or a whole subject's", async () => {
+    const g1 = (await access.requestAccess(alice, readOrders)).grantId as string;
     assert.throws(() => access.revokeGrant(bob, g1, "no"), PermissionDenied);
     assert.equal(access.revokeGrant(alice, g1, "done").revokedBy, "alice");
-    assert.equal(access.check(at(alice, "read")).allow, false);
+    assert.equal((await access.check(at(alice, "read"))).allow, false);
     assert.throws(() => access.revokeGrant(admin, g1, "again"), /is REVOKED, not ACTIVE/);
 
-    access.requestAccess(alice, { ...readOrders, resource: "s3/analytics-exports", ticket: "" });
-    access.requestAccess(alice, readOrders);
+    await access.requestAccess(alice, { ...readOrders, resource: "s3/analytics-exports", ticket: "" });
+    await access.requestAccess(alice, readOrders);
     assert.throws(() => access.revokeSubject(bob, "alice", "incident"), PermissionDenied);
     assert.equal(access.revokeSubject(admin, "alice", "incident INC-9").length, 2);
     assert.equal(access.listGrants(admin, { subject: "alice" }, { size: 50, token: "" }).items.length, 0);
@@ -197,10 +197,10 @@ describe("access lifecycle", () => {
     assert.equal(new Set(expired.map((e) => e.grant.id)).size, backlog);
   });
 
-  test("expiry events are recorded at the expiry time and reach watchers; each once", () => {
+  test("expiry events are recorded at the expiry time and reach watchers; each once", async () => {
     const events: GrantEvent[] = [];
     access.watchGrants(admin, { subject: "alice" }, (e) => events.push(e));
-    const grant = access.getGrant(access.requestAccess(alice, readOrders).grantId as string);
+    const grant = access.getGrant((await access.requestAccess(alice, readOrders)).grantId as string);
     access.deps.feed.tick();
     now = grant.expiresAt + 5_000;
     assert.deepEqual(access.expiry.runDue(), { grants: 1, requests: 0 });
@@ -217,8 +217,8 @@ describe("access lifecycle", () => {
     assert.equal(events.length, 2);
   });
 
-  test("pending requests time out at their deadline and waiters hear of it", () => {
-    const pending = access.requestAccess(alice, writeOrders);
+  test("pending requests time out at their deadline and waiters hear of it", async () => {
+    const pending = await access.requestAccess(alice, writeOrders);
     let decided: string | undefined;
     access.waitForDecision(pending.id, (r) => (decided = r.state));
     now = pending.pendingUntil - 1;
@@ -227,17 +227,17 @@ describe("access lifecycle", () => {
     assert.deepEqual(access.expiry.runDue(), { grants: 0, requests: 1 });
     access.deps.feed.tick();
     assert.equal(decided, "EXPIRED");
-    assert.equal(access.getRequest(admin, pending.id).decidedAt, pending.pendingUntil);
+    assert.equal((await access.getRequest(admin, pending.id)).decidedAt, pending.pendingUntil);
   });
 
-  test("a watch from now hears only later events; one resuming after a seq hears exactly what followed", () => {
-    access.requestAccess(alice, readOrders);
-    access.requestAccess(alice, { ...readOrders, resource: "s3/analytics-exports", ticket: "" });
+  test("a watch from now hears only later events; one resuming after a seq hears exactly what followed", async () => {
+    await access.requestAccess(alice, readOrders);
+    await access.requestAccess(alice, { ...readOrders, resource: "s3/analytics-exports", ticket: "" });
     const fromNow: GrantEvent[] = [];
     access.watchGrants(admin, {}, (e) => fromNow.push(e));
     const resumed: GrantEvent[] = [];
     access.watchGrants(admin, { afterSeq: 1 }, (e) => resumed.push(e));
-    const third = access.requestAccess({ id: "dave", groups: ["engineering"] }, readOrders);
+    const third = await access.requestAccess({ id: "dave", groups: ["engineering"] }, readOrders);
     access.deps.feed.tick();
     assert.deepEqual(
       fromNow.map((e) => e.grant.id),
@@ -250,7 +250,7 @@ describe("access lifecycle", () => {
   });
 
   test("a token speaks for its grant: allowed while the grant lives, refused once it is revoked", async () => {
-    const grantId = access.requestAccess(alice, readOrders).grantId as string;
+    const grantId = (await access.requestAccess(alice, readOrders)).grantId as string;
     await assert.rejects(access.issueToken(bob, grantId), PermissionDenied);
     const issued = await access.issueToken(alice, grantId);
     assert.equal(issued.expiresAt, T0 + 300_000);
@@ -275,9 +275,9 @@ describe("access lifecycle", () => {
   });
 
   test("every check leaves one decision record with who asked, what was decided and why", async () => {
-    const grantId = access.requestAccess(alice, readOrders).grantId as string;
-    const allowed = access.check({ ...at(alice, "read"), caller: "svc-orders" });
-    const denied = access.check({ ...at(alice, "write"), caller: "svc-orders" });
+    const grantId = (await access.requestAccess(alice, readOrders)).grantId as string;
+    const allowed = await access.check({ ...at(alice, "read"), caller: "svc-orders" });
+    const denied = await access.check({ ...at(alice, "write"), caller: "svc-orders" });
     const { token, jti } = await access.issueToken(alice, grantId);
     const byToken = await access.checkToken({ ...at(alice, "read"), token, caller: "svc-orders" });
     await assert.rejects(access.checkToken({ token: "not.a.token", resource: "db/orders", action: "read", context: {}, caller: "svc-x" }));
@@ -297,8 +297,8 @@ describe("access lifecycle", () => {
     assert.ok(decisions.slice(0, 3).every((d) => d.policyRevision === engine.active?.revision));
   });
 
-  test("a check the policy cannot answer is an error, never an allow, and is still recorded", () => {
-    access.requestAccess(alice, readOrders);
+  test("a check the policy cannot answer is an error, never an allow, and is still recorded", async () => {
+    await access.requestAccess(alice, readOrders);
     const failing = new Access(
       {
         ...access.deps,
@@ -311,7 +311,7 @@ describe("access lifecycle", () => {
       },
       () => undefined,
     );
-    assert.throws(() => failing.check(at(alice, "read")), /wasm trap/);
+    await assert.rejects(failing.check(at(alice, "read")), /wasm trap/);
     assert.deepEqual(
       decisions.map((d) => [d.allow, d.reasons[0]?.code, d.reasons[0]?.message]),
       [[false, "check_failed", "internal error"]],
@@ -319,7 +319,7 @@ describe("access lifecycle", () => {
   });
 
   test("a token is refused once it expires, and a garbage token is unauthenticated", async () => {
-    const grantId = access.requestAccess(alice, readOrders).grantId as string;
+    const grantId = (await access.requestAccess(alice, readOrders)).grantId as string;
     const { token } = await access.issueToken(alice, grantId);
     now = T0 + 300_000 + 31_000;
     await assert.rejects(access.checkToken({ token, resource: "db/orders", action: "read", context: {} }), /TOKEN_EXPIRED/);
@@ -329,8 +329,8 @@ describe("access lifecycle", () => {
     );
   });
 
-  test("grants as of a past time answer who had access then", () => {
-    const g = access.requestAccess(alice, readOrders).grantId as string;
+  test("grants as of a past time answer who had access then", async () => {
+    const g = (await access.requestAccess(alice, readOrders)).grantId as string;
     now = T0 + 60_000;
     access.revokeGrant(admin, g, "incident");
     const asOf = (t: number) =>

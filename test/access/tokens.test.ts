@@ -79,7 +79,7 @@ describe("checks by token", () => {
         auditorGroups: ["auditors"],
         checkerGroups: ["services"],
         tokens,
-        decisions: { record: (d) => decisions.push(d) },
+        decisions: { admit: () => true, record: (d) => decisions.push(d) },
       },
       (err) => assert.fail(String(err)),
     );
@@ -125,7 +125,7 @@ describe("checks by token", () => {
 
   for (const [kind, forge] of Object.entries(forgeries)) {
     test(`a forged token (${kind}) gets the same refusal whether its grant id exists or not, and nothing is looked up`, async () => {
-      const realGrant = access.requestAccess(alice, readOrders).grantId as string;
+      const realGrant = (await access.requestAccess(alice, readOrders)).grantId as string;
       lookedUp = [];
       const real = await refusal(await forge(realGrant));
       const madeUp = await refusal(await forge("grant-that-never-existed"));
@@ -136,14 +136,14 @@ describe("checks by token", () => {
   }
 
   test("a genuine token is allowed (the positive control for the forgeries)", async () => {
-    const grantId = access.requestAccess(alice, readOrders).grantId as string;
+    const grantId = (await access.requestAccess(alice, readOrders)).grantId as string;
     const { token } = await access.issueToken(alice, grantId);
     const allowed = await access.checkToken({ ...question, token });
     assert.deepEqual([allowed.allow, allowed.grantId], [true, grantId]);
   });
 
   test("a token jitgate signed for another audience than its grant's is refused as a wrong audience", async () => {
-    const grant = access.getGrant(access.requestAccess(alice, readOrders).grantId as string);
+    const grant = access.getGrant((await access.requestAccess(alice, readOrders)).grantId as string);
     const { token } = await tokens.issue({ ...grant, audience: "payments" });
     const refused = await refusal(token);
     assert.match(refused.error, /^TOKEN_WRONG_AUDIENCE: /);
@@ -154,7 +154,7 @@ describe("checks by token", () => {
   });
 
   test("a token is refused from the second of its exp, though its grant is still active", async () => {
-    const grantId = access.requestAccess(alice, readOrders).grantId as string;
+    const grantId = (await access.requestAccess(alice, readOrders)).grantId as string;
     const { token, expiresAt } = await access.issueToken(alice, grantId);
     assert.ok(expiresAt < T0 + 600_000, "the token ends before its grant");
     now = expiresAt - 1;

@@ -43,6 +43,21 @@ describe("CLI retries", () => {
     assert.equal(retryable(unavailable("No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1"), "not-idempotent"), true);
   });
 
+  test("an overload or rate-limit refusal is retried whatever the call: jitgate refused it before doing any of it", () => {
+    const refused = (details: string) => ({ code: status.RESOURCE_EXHAUSTED, details });
+    for (const details of [
+      "jitgate is at its limit of 1024 calls in flight; retry with backoff",
+      "the decision log cannot keep up; retry with backoff",
+      "access requests by alice are over the limit of 10 per minute (bursts of 10); retry in 6 s",
+    ]) {
+      assert.equal(retryable(refused(details), "not-idempotent"), true, details);
+      assert.equal(retryable(refused(details), "idempotent"), true, details);
+    }
+    // A message over a size limit stays too large however often it is sent.
+    assert.equal(retryable(refused("Received message larger than max (300000 vs 262144)"), "idempotent"), false);
+    assert.equal(retryable(refused("Sent message larger than max (5000000 vs. 4194304)"), "idempotent"), false);
+  });
+
   test("other codes are never retried", () => {
     for (const code of [status.PERMISSION_DENIED, status.DEADLINE_EXCEEDED, status.INTERNAL]) {
       assert.equal(retryable({ code, details: "x" }, "idempotent"), false);

@@ -96,7 +96,7 @@ describe("observability", () => {
     }
   });
 
-  test("metrics scraped over HTTP count real decisions, requests, tokens and revocations; /healthz says SERVING", async () => {
+  test("metrics scraped over HTTP count real decisions, requests, tokens and revocations; /healthz says decisions are served and writes possible", async () => {
     const dataDir = await tempDir("jitgate-metrics-");
     const jitgate = await startTestJitgate(dataDir);
     const client = api(jitgate.address);
@@ -133,11 +133,18 @@ describe("observability", () => {
 
       const health = await fetch(jitgate.metricsUrl.replace(/\/metrics$/, "/healthz"));
       assert.equal(health.status, 200);
-      assert.deepEqual(await health.json(), {
-        serving: true,
-        policy: { ready: true, revision: jitgate.engine.active?.revision },
-        store: { writable: true },
-      });
+      const body = (await health.json()) as {
+        decisions: unknown;
+        writes: unknown;
+        policy: unknown;
+        decision_log: { keeping_up: boolean; writes: unknown; dropped: number };
+      };
+      assert.deepEqual(body.decisions, { serving: true });
+      assert.deepEqual(body.writes, { possible: true });
+      assert.deepEqual(body.policy, { ready: true, revision: jitgate.engine.active?.revision });
+      assert.equal(body.decision_log.keeping_up, true);
+      assert.deepEqual(body.decision_log.writes, { possible: true });
+      assert.equal(body.decision_log.dropped, 0);
     } finally {
       client.close();
       await jitgate.close();

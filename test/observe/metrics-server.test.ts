@@ -14,6 +14,19 @@ function sources(overrides: Partial<MetricSources> = {}): MetricSources {
   };
 }
 
+const LOG_KEEPING_UP: HealthReport["decisionLog"] = {
+  keepingUp: true,
+  queueDepth: 0,
+  queueCapacity: 100_000,
+  dropped: 0,
+  writes: { possible: true },
+};
+
+/** A report of a healthy jitgate serving `revision`. */
+function healthy(revision = "rev-1"): HealthReport {
+  return { decisions: { serving: true }, writes: { possible: true }, policy: { ready: true, revision }, decisionLog: LOG_KEEPING_UP };
+}
+
 /** A raw request, for what fetch hides (HEAD bodies, methods fetch refuses). */
 function raw(url: string, method: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((ok, fail) => {
@@ -33,7 +46,7 @@ describe("metrics server", () => {
   let server: RunningMetricsServer;
   let base: string;
   before(async () => {
-    health = { serving: true, policy: { ready: true, revision: "rev-1" }, store: { writable: true } };
+    health = healthy();
     server = await startMetricsServer({ host: "127.0.0.1", port: 0, metrics: new JitgateMetrics(sources()), health: () => health });
     base = server.url.replace(/\/metrics$/, "");
   });
@@ -56,19 +69,47 @@ describe("metrics server", () => {
     assert.equal((await fetch(`${server.url}?name[]=x`)).status, 200);
   });
 
-  test("GET /healthz answers the health report, 200 while serving and 503 when not", async () => {
+  test("GET /healthz answers the health report, 200 while serving decisions and 503 when not", async () => {
     let res = await fetch(`${base}/healthz`);
     assert.equal(res.status, 200);
     assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
-    assert.deepEqual(await res.json(), health);
+    assert.deepEqual(await res.json(), {
+      decisions: { serving: true },
+      writes: { possible: true },
+      policy: { ready: true, revision: "rev-1" },
+      decision_log: { keeping_up: true, queue_depth: 0, queue_capacity: 100_000, dropped: 0, writes: { possible: true } },
+    });
 
-    health = { serving: false, policy: { ready: false }, store: { writable: true } };
+    health = {
+      decisions: { serving: false, reason: "no policy bundle is loaded" },
+      writes: { possible: true },
+      policy: { ready: false },
+      decisionLog: LOG_KEEPING_UP,
+    };
     res = await fetch(`${base}/healthz`);
     assert.equal(res.status, 503);
-    assert.deepEqual(await res.json(), { serving: false, policy: { ready: false }, store: { writable: true } });
+    assert.deepEqual(((await res.json()) as { decisions: unknown }).decisions, { serving: false, reason: "no policy bundle is loaded" });
 
-    health = { serving: true, policy: { ready: true, revision: "rev-2" }, store: { writable: true } };
+    health = healthy("rev-2");
     assert.equal((await fetch(`${base}/healthz`)).status, 200);
+  });
+
+  test("writes that are not possible leave /healthz at 200 and say why and since when", async () => {
+    const since = Date.UTC(2026, 11, 1, 9, 30);
+    const full = { possible: false, reason: "the disk is full", since };
+    health = { ...healthy(), writes: full, decisionLog: { ...LOG_KEEPING_UP, queueDepth: 42, writes: full } };
+    const res = await fetch(`${base}/healthz`);
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { writes: unknown; decision_log: unknown };
+    assert.deepEqual(body.writes, { possible: false, reason: "the disk is full", since: "2026-12-01T09:30:00.000Z" });
+    assert.deepEqual(body.decision_log, {
+      keeping_up: true,
+      queue_depth: 42,
+      queue_capacity: 100_000,
+      dropped: 0,
+      writes: { possible: false, reason: "the disk is full", since: "2026-12-01T09:30:00.000Z" },
+    });
+    health = healthy();
   });
 
   test("HEAD answers the same status and headers without a body", async () => {
@@ -134,7 +175,7 @@ describe("metrics server failures and shutdown", () => {
       host: "127.0.0.1",
       port: 0,
       metrics: new JitgateMetrics(sources()),
-      health: () => ({ serving: true, policy: { ready: true }, store: { writable: true } }),
+      health: () => healthy(),
     });
     const res = await fetch(server.url, { headers: { connection: "keep-alive" } });
     await res.text();
@@ -148,7 +189,7 @@ describe("metrics server failures and shutdown", () => {
       host: "127.0.0.1",
       port: 0,
       metrics: new JitgateMetrics(sources()),
-      health: () => ({ serving: true, policy: { ready: true }, store: { writable: true } }),
+      health: () => healthy(),
     });
     try {
       const port = Number(new URL(first.url).port);
@@ -157,7 +198,7 @@ describe("metrics server failures and shutdown", () => {
           host: "127.0.0.1",
           port,
           metrics: new JitgateMetrics(sources()),
-          health: () => ({ serving: true, policy: { ready: true }, store: { writable: true } }),
+          health: () => healthy(),
         }),
         { code: "EADDRINUSE" },
       );
@@ -172,7 +213,7 @@ describe("metrics server failures and shutdown", () => {
       host: "::1",
       port: 0,
       metrics: new JitgateMetrics(sources()),
-      health: () => ({ serving: true, policy: { ready: true }, store: { writable: true } }),
+      health: () => healthy(),
     });
     try {
       assert.match(server.url, /^http:\/\/\[::1\]:\d+\/metrics$/);

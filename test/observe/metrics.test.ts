@@ -45,7 +45,12 @@ describe("JitgateMetrics over HTTP", () => {
       host: "127.0.0.1",
       port: 0,
       metrics,
-      health: () => ({ serving: true, policy: { ready: true }, store: { writable: true } }),
+      health: () => ({
+        decisions: { serving: true },
+        writes: { possible: true },
+        policy: { ready: true },
+        decisionLog: { keepingUp: true, queueDepth: 0, queueCapacity: 100_000, dropped: 0, writes: { possible: true } },
+      }),
     });
     servers.push(server);
     return async () => {
@@ -58,8 +63,8 @@ describe("JitgateMetrics over HTTP", () => {
   test("counts decisions by result and times each one", async () => {
     const metrics = new JitgateMetrics(fakeSources());
     const scrape = await serve(metrics);
-    for (let i = 0; i < 3; i++) metrics.decision(true, 0.00003);
-    for (let i = 0; i < 2; i++) metrics.decision(false, 0.002);
+    for (let i = 0; i < 3; i++) metrics.decision("allow", 0.00003);
+    for (let i = 0; i < 2; i++) metrics.decision("deny", 0.002);
     const s = await scrape();
     assert.equal(s.get('jitgate_decisions_total{result="allow"}'), 3);
     assert.equal(s.get('jitgate_decisions_total{result="deny"}'), 2);
@@ -72,8 +77,8 @@ describe("JitgateMetrics over HTTP", () => {
   test("a decision with an unusable latency is still counted and never throws", async () => {
     const metrics = new JitgateMetrics(fakeSources());
     const scrape = await serve(metrics);
-    metrics.decision(false, Number.NaN);
-    metrics.decision(false, -1);
+    metrics.decision("deny", Number.NaN);
+    metrics.decision("deny", -1);
     const s = await scrape();
     assert.equal(s.get('jitgate_decisions_total{result="deny"}'), 2);
     assert.equal(s.get("jitgate_decision_duration_seconds_count"), 0);
@@ -181,9 +186,9 @@ describe("JitgateMetrics over HTTP", () => {
     const one = new JitgateMetrics(fakeSources());
     const two = new JitgateMetrics(fakeSources());
     const [scrapeOne, scrapeTwo] = await Promise.all([serve(one), serve(two)]);
-    one.decision(true, 0.0001);
+    one.decision("allow", 0.0001);
     one.tokenIssued();
-    two.decision(false, 0.0001);
+    two.decision("deny", 0.0001);
     const [s1, s2] = await Promise.all([scrapeOne(), scrapeTwo()]);
     assert.equal(s1.get('jitgate_decisions_total{result="allow"}'), 1);
     assert.equal(s1.get('jitgate_decisions_total{result="deny"}'), 0);

@@ -53,8 +53,7 @@ describe("policy pool", () => {
   test("answers exactly what the in-process engine answers, with the bundle's revision", async () => {
     const pool = new PolicyPool({ workers: 2, timeoutMs: 1000 });
     try {
-      pool.activate(real);
-      await pool.settled();
+      await pool.activate(real);
       const engine = new PolicyEngine();
       engine.activate(real);
       const answers = await Promise.all(
@@ -72,8 +71,7 @@ describe("policy pool", () => {
     const timeouts: string[] = [];
     const pool = new PolicyPool({ workers: 2, timeoutMs: 200, onTimeout: (e) => timeouts.push(`${e.entrypoint}@${e.revision}`) });
     try {
-      pool.activate(slowOnOne);
-      await pool.settled();
+      await pool.activate(slowOnOne);
       const order: string[] = [];
       const slow = pool.checkDecision({ ...CHECK, context: { ...CHECK.context, burn: "yes" } }).then(
         () => order.push("slow answered"),
@@ -103,8 +101,7 @@ describe("policy pool", () => {
   test("the others batched with a run-away evaluation are answered, not failed", async () => {
     const pool = new PolicyPool({ workers: 1, timeoutMs: 200 });
     try {
-      pool.activate(slowOnOne);
-      await pool.settled();
+      await pool.activate(slowOnOne);
       const burning = pool.checkDecision({ ...CHECK, context: { ...CHECK.context, burn: "yes" } });
       const batched = Array.from({ length: 5 }, () => pool.checkDecision(CHECK));
       await assert.rejects(burning, PolicyTimeout);
@@ -118,13 +115,12 @@ describe("policy pool", () => {
     const failures: string[] = [];
     const pool = new PolicyPool({ workers: 2, timeoutMs: 200, onLoadFailed: (e) => failures.push(e.reason) });
     try {
-      pool.activate(real);
-      await pool.settled();
-      pool.activate(slowVerification);
+      await pool.activate(real);
+      const activation = pool.activate(slowVerification);
       // Meanwhile, and after, the previous bundle answers.
       const during = await pool.checkDecision(CHECK);
       assert.equal(during.revision, real.revision);
-      await assert.rejects(pool.settled());
+      await assert.rejects(activation, /ran past the policy time budget \(200 ms\)/);
       assert.equal(failures.length, 1);
       assert.match(failures[0] as string, /ran past the policy time budget \(200 ms\)/);
       const afterwards = await pool.checkDecision(CHECK);

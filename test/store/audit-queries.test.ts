@@ -273,18 +273,18 @@ describe("on a trail written by the access domain (real policy, fake clock)", ()
     const tokens = await TokenService.open(parseTokenConfig({ dataDir: dir }, dir), { now: () => now });
     const store = openSqliteStore(file);
     const deps = { store, policy: engine, clock: { now: () => now }, newId: () => `id-${++ids}`, feed: new ChangeFeed(store) };
-    const decisions = { record: () => {} }; // checks are not what this trail is about
+    const decisions = { admit: () => true, record: () => {} }; // checks are not what this trail is about
     const access = new Access(
       { ...deps, adminGroups: ["jitgate-admins"], auditorGroups: [], checkerGroups: [], tokens, decisions },
       (err) => assert.fail(String(err)),
     );
-    const pending = access.requestAccess(alice, writeOrders);
+    const pending = await access.requestAccess(alice, writeOrders);
     now = T0 + MINUTE;
-    access.review(bob, { requestId: pending.id, decision: "approve", comment: "" });
+    await access.review(bob, { requestId: pending.id, decision: "approve", comment: "" });
     now = T0 + 2 * MINUTE;
-    approvedGrant = access.review(carol, { requestId: pending.id, decision: "approve", comment: "ok" }).grantId as string;
+    approvedGrant = (await access.review(carol, { requestId: pending.id, decision: "approve", comment: "ok" })).grantId as string;
     now = T0 + 3 * MINUTE;
-    autoGrant = access.requestAccess(alice, { ...writeOrders, actions: ["read"], durationS: 600 }).grantId as string;
+    autoGrant = (await access.requestAccess(alice, { ...writeOrders, actions: ["read"], durationS: 600 })).grantId as string;
     now = T0 + 10 * MINUTE;
     access.revokeGrant(admin, approvedGrant, "incident closed");
     now = T0 + 14 * MINUTE;
