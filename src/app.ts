@@ -16,6 +16,7 @@ import { AuditCheckpointer } from "./checkpoints/checkpointer.ts";
 import type { ServeConfig } from "./config.ts";
 import { DecisionLog } from "./decisions/decision-log.ts";
 import { openJsonLinesSink } from "./decisions/json-lines.ts";
+import { startDecisionWriterThread } from "./decisions/writer-thread.ts";
 import { createAuthenticator } from "./identity/authenticator.ts";
 import { serverCredentials } from "./identity/mtls.ts";
 import { type Logger, throttledWarnings } from "./log.ts";
@@ -29,8 +30,8 @@ import { accessServiceHandlers } from "./server/access-service.ts";
 import { Admission } from "./server/admission.ts";
 import { accessServiceDefinition, loadAccessPackage } from "./server/proto.ts";
 import { startServer } from "./server/server.ts";
-import { DECISIONS_FILE, openDecisionStore } from "./store/decision-store.ts";
-import { openSqliteStore, STORE_FILE } from "./store/sqlite.ts";
+import { DECISIONS_FILE } from "./store/decision-store.ts";
+import { openSqliteStore, SERVER_BUSY_TIMEOUT_MS, STORE_FILE } from "./store/sqlite.ts";
 import { WriteTracker } from "./store/sqlite-errors.ts";
 import { TokenService } from "./tokens/index.ts";
 import { JITGATE_VERSION } from "./version.ts";
@@ -80,21 +81,24 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
       },
     });
     opened.push(() => engine.close());
-    const store = openSqliteStore(join(config.dataDir, STORE_FILE), { now: () => clock.now() });
+    const store = openSqliteStore(join(config.dataDir, STORE_FILE), { now: () => clock.now(), busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS });
     opened.push(() => store.close());
     const tokens = await TokenService.open(config.tokens, clock);
     const auth = await createAuthenticator(config.identity, { clock });
     log.info(auth.describe());
 
-    const decisionStore = openDecisionStore(join(config.dataDir, DECISIONS_FILE));
+    // decisions.db is written on a thread of its own: a lock held on it (a backup, a `sqlite3` shell) or a slow
+    // disk delays the log, never a Check. The log closes it; the shutdown step "decision store" is a backstop.
+    const decisionStore = await startDecisionWriterThread({ file: join(config.dataDir, DECISIONS_FILE) });
     opened.push(() => decisionStore.close());
     const jsonLines = config.decisionLog.jsonLines;
     // Whether the decision log's batches commit, for health (the log retries a failed batch on its own).
     const decisionWrites = new WriteTracker({ now: () => clock.now(), dir: config.dataDir });
     const decisionLog = new DecisionLog({
       writer: {
-        insertBatch: (records) => decisionWrites.track(() => decisionStore.insertBatch(records)),
+        insertBatch: (records) => decisionWrites.trackAsync(() => decisionStore.insertBatch(records)),
         pruneBefore: (at, limit) => decisionStore.pruneBefore(at, limit),
+        close: () => decisionStore.close(),
       },
       lines: jsonLines
         ? [

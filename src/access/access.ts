@@ -139,11 +139,11 @@ export class Access {
     return this.deps.store.grants({ ...rest, ...(activeAt === undefined ? {} : { activeAt }) }, page);
   }
 
-  revokeGrant(caller: Caller, grantId: string, reason: string): Grant {
+  revokeGrant(caller: Caller, grantId: string, reason: string): Promise<Grant> {
     return revokeGrant(this.deps, caller, grantId, reason);
   }
 
-  revokeSubject(caller: Caller, subject: string, reason: string): readonly Grant[] {
+  revokeSubject(caller: Caller, subject: string, reason: string): Promise<readonly Grant[]> {
     return revokeSubject(this.deps, caller, subject, reason);
   }
 

@@ -7,6 +7,8 @@ import type { AccessStore } from "./ports.ts";
 export function tapCommittedAudit(store: AccessStore, committed: (entries: readonly AuditEntry[]) => void): AccessStore {
   let pending: AuditEntry[] = [];
   let depth = 0;
+  /** Set while a `write` attempt runs its function (synchronously): where its entries go. */
+  let collecting: AuditEntry[] | undefined;
   const hand = (entries: readonly AuditEntry[]) => {
     try {
       committed(entries);
@@ -35,9 +37,26 @@ export function tapCommittedAudit(store: AccessStore, committed: (entries: reado
       }
       return result;
     },
+    async write<T>(fn: () => T): Promise<T> {
+      // Each attempt collects its own entries: one that rolled back (the lock was taken) leaves none behind.
+      let attempt: AuditEntry[] = [];
+      const result = await store.write(() => {
+        attempt = [];
+        const outer = collecting;
+        collecting = attempt;
+        try {
+          return fn();
+        } finally {
+          collecting = outer;
+        }
+      });
+      if (attempt.length > 0) hand(attempt);
+      return result;
+    },
     appendAudit(entry: AuditEntry): void {
       store.appendAudit(entry);
-      if (depth > 0) pending.push(entry);
+      if (collecting) collecting.push(entry);
+      else if (depth > 0) pending.push(entry);
       else hand([entry]);
     },
   };

@@ -25,7 +25,7 @@ export function newGrant(deps: AccessDeps, request: AccessRequest, approvedAt: n
 }
 
 /** Its subject may give a grant up; anyone else must be an admin. */
-export function revokeGrant(deps: AccessDeps, caller: Caller, grantId: string, reason: string): Grant {
+export async function revokeGrant(deps: AccessDeps, caller: Caller, grantId: string, reason: string): Promise<Grant> {
   const admin = isAdmin(deps, caller);
   const grant = deps.store.grant(grantId);
   if (!grant && admin) throw new NotFound(`grant ${grantId} does not exist`);
@@ -33,7 +33,7 @@ export function revokeGrant(deps: AccessDeps, caller: Caller, grantId: string, r
     throw grantRefusal(grantId, "revoke", `only its holder or an admin (${deps.adminGroups.join(", ")}) may`);
   }
   const now = deps.clock.now();
-  const event = deps.store.transaction(() => {
+  const event = await deps.store.write(() => {
     const revoked = deps.store.revokeGrant(grantId, now, caller.id, reason);
     if (revoked) deps.store.appendAudit(audit.grant("GRANT_REVOKED", { at: now, actor: caller.id, grant: revoked.grant, reason }));
     return revoked;
@@ -47,11 +47,11 @@ export function revokeGrant(deps: AccessDeps, caller: Caller, grantId: string, r
 }
 
 /** Incident response: every live grant of the subject ends now. Admins only. */
-export function revokeSubject(deps: AccessDeps, caller: Caller, subject: string, reason: string): readonly Grant[] {
+export async function revokeSubject(deps: AccessDeps, caller: Caller, subject: string, reason: string): Promise<readonly Grant[]> {
   if (!isAdmin(deps, caller))
     throw new PermissionDenied(`only an admin (${deps.adminGroups.join(", ")}) may revoke all access of a subject`);
   const now = deps.clock.now();
-  const events = deps.store.transaction(() => {
+  const events = await deps.store.write(() => {
     const revoked = deps.store.revokeGrantsOf(subject, now, caller.id, reason);
     for (const e of revoked) deps.store.appendAudit(audit.grant("GRANT_REVOKED", { at: now, actor: caller.id, grant: e.grant, reason }));
     return revoked;

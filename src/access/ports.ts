@@ -95,7 +95,13 @@ export interface AccessReads {
 
 /** Writes; call them inside `transaction` so a change and its audit entries commit together or not at all. */
 export interface AccessWrites {
+  /** `fn` in one transaction, now; may wait briefly (on this thread) for another connection's lock. */
   transaction<T>(fn: () => T): T;
+  /**
+   * `fn` in one transaction, never waiting for a lock on the thread: while another connection holds it the
+   * store tries again later, and is Unavailable past its write budget. `fn` may run more than once.
+   */
+  write<T>(fn: () => T): Promise<T>;
   insertRequest(request: AccessRequest): void;
   insertReview(review: Review): void;
   /** Moves a request out of `from` (compare-and-set); false when it was no longer in `from`. */

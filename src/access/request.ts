@@ -58,7 +58,7 @@ export async function requestAccess(deps: AccessDeps, caller: Caller, input: Req
     reviews: [],
     clientKey: input.clientKey,
   };
-  const stored = deps.store.transaction(() => record(deps, request));
+  const stored = await deps.store.write(() => record(deps, request));
   deps.feed.changed();
   if (stored.state === "DENIED") {
     throw new PermissionDenied("policy denied the request", plan.reasons.map(formatReason), {

@@ -43,7 +43,7 @@ export async function reviewRequest(deps: AccessDeps, caller: Caller, input: Rev
       policyRevision: revision,
     };
     // The verdict holds for the request as it was judged: committed only if no other review or decision landed since.
-    const committed = deps.store.transaction(() => {
+    const committed = await deps.store.write(() => {
       const r = deps.store.request(input.requestId);
       if (!r || !unchanged(r, seen)) return false;
       deps.store.insertReview(review);
@@ -82,8 +82,8 @@ export async function cancelRequest(deps: AccessDeps, caller: Caller, requestId:
     if (!(await mayReadRequest(deps, caller, stored, now))) throw requestReadRefusal(requestId);
     throw new PermissionDenied(`only the requester (${displayId(stored.requester.id)}) may cancel request ${requestId}`);
   }
-  pendingNow(deps, requestId, now);
-  const cancelled = deps.store.transaction(() => {
+  await pendingNow(deps, requestId, now);
+  const cancelled = await deps.store.write(() => {
     const request = stillPending(deps, requestId, now);
     if (request instanceof Error) return request;
     decide(deps, request, "CANCELLED", `cancelled by ${displayId(caller.id)}${reason ? `: ${reason}` : ""}`, now, caller.id);
@@ -109,7 +109,7 @@ async function reviewable(deps: AccessDeps, caller: Caller, id: string, now: num
     });
   }
   if (!(await mayReadRequest(deps, caller, stored, now))) throw requestReadRefusal(id);
-  return pendingNow(deps, id, now);
+  return await pendingNow(deps, id, now);
 }
 
 function existing(deps: AccessDeps, caller: Caller, id: string): AccessRequest {
@@ -163,8 +163,8 @@ function stillPending(deps: AccessDeps, id: string, now: number): AccessRequest 
 }
 
 /** stillPending in its own transaction, which commits a timeout it finds before the refusal is thrown. */
-function pendingNow(deps: AccessDeps, id: string, now: number): AccessRequest {
-  const request = deps.store.transaction(() => stillPending(deps, id, now));
+async function pendingNow(deps: AccessDeps, id: string, now: number): Promise<AccessRequest> {
+  const request = await deps.store.write(() => stillPending(deps, id, now));
   if (request instanceof Error) throw request;
   return request;
 }

@@ -122,13 +122,13 @@ export function accessServiceHandlers(
       const page = access.listAuditEntries(caller, filter, v.page(req));
       return { entries: page.items.map(auditEntryToWire), next_page_token: page.next };
     }),
-    RevokeGrant: unary((caller, req) =>
-      grantToWire(access.revokeGrant(caller, v.requiredName(req, "grant_id"), v.optionalText(req, "reason")), clock.now()),
+    RevokeGrant: unary(async (caller, req) =>
+      grantToWire(await access.revokeGrant(caller, v.requiredName(req, "grant_id"), v.optionalText(req, "reason")), clock.now()),
     ),
-    RevokeSubject: unary((caller, req) => ({
-      revoked: access
-        .revokeSubject(caller, v.requiredName(req, "subject"), v.optionalText(req, "reason"))
-        .map((g) => grantToWire(g, clock.now())),
+    RevokeSubject: unary(async (caller, req) => ({
+      revoked: (await access.revokeSubject(caller, v.requiredName(req, "subject"), v.optionalText(req, "reason"))).map((g) =>
+        grantToWire(g, clock.now()),
+      ),
     })),
     WatchGrants: admitted((call) => watchGrants(access, auth, clock, log, call)),
   };

@@ -42,6 +42,12 @@ export function storeError(err: unknown): unknown {
   return why === undefined ? err : new Unavailable(`store: ${why}`, { cause: err });
 }
 
+/** Whether `err` (or the Unavailable that wraps it) is another connection holding the lock: worth another try later. */
+export function isLockBusy(err: unknown): boolean {
+  const e = err instanceof Unavailable ? err.cause : err;
+  return isSqliteError(e) && primaryCode(e.code) === "SQLITE_BUSY";
+}
+
 export function isUniqueViolation(err: unknown): boolean {
   return isSqliteError(err) && err.code === "SQLITE_CONSTRAINT_UNIQUE";
 }
@@ -63,7 +69,7 @@ const DISK_FAILURES: ReadonlySet<string> = new Set([
 ]);
 
 /** The SQLite error behind `err`, looking through `cause` (the stores wrap it in Unavailable). */
-function sqliteCause(err: unknown): InstanceType<typeof Database.SqliteError> | undefined {
+export function sqliteCause(err: unknown): InstanceType<typeof Database.SqliteError> | undefined {
   for (let e = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     if (isSqliteError(e)) return e;
   }
@@ -129,6 +135,19 @@ export class WriteTracker {
     let result: T;
     try {
       result = fn();
+    } catch (err) {
+      this.failed(err);
+      throw err;
+    }
+    this.succeeded();
+    return result;
+  }
+
+  /** `track` for a write that settles later (the decision log's writer thread): recorded once it settles. */
+  async trackAsync<T>(fn: () => Promise<T>): Promise<T> {
+    let result: T;
+    try {
+      result = await fn();
     } catch (err) {
       this.failed(err);
       throw err;

@@ -14,13 +14,13 @@ import type {
   StoredAuditEntry,
 } from "../access/model.ts";
 import type { AccessStore, AuditFilter, GrantFilter, LiveGrant, Page, PageOf, PendingSummary, RequestFilter } from "../access/ports.ts";
-import { AlreadyExists } from "../errors.ts";
+import { AlreadyExists, Unavailable } from "../errors.ts";
 import { auditRowHash, GENESIS_HASH, verifyAuditChain, type AuditChainReport } from "./audit-chain.ts";
 import { AuditListing } from "./audit-listing.ts";
 import { Listings } from "./listing.ts";
 import { ActionLists, auditParams, grantEventOf, grantOf, grantParams, liveGrantOf, requestOf, requestParams, requestsOf } from "./rows.ts";
 import { reviewOf, reviewParams, sortByDeadline, sortByExpiry, type RequestRow } from "./rows.ts";
-import { isUniqueViolation, rolledBack, storeError, type WriteHealth, WriteTracker } from "./sqlite-errors.ts";
+import { isLockBusy, isUniqueViolation, rolledBack, storeError, type WriteHealth, WriteTracker } from "./sqlite-errors.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
 import { openWalFile } from "./wal-file.ts";
 
@@ -28,8 +28,14 @@ import { openWalFile } from "./wal-file.ts";
 export const STORE_FILE = "jitgate.db";
 
 export interface SqliteStoreOptions {
-  /** How long a writer waits for another process's write lock before failing with Unavailable. Default 5000. */
+  /**
+   * How long a read, or a write through the synchronous `transaction`, may wait for another connection's lock
+   * on this thread before failing with Unavailable. It blocks the thread: the server keeps it short
+   * (SERVER_BUSY_TIMEOUT_MS) and writes through `write`. Default 5000, for offline tools and tests.
+   */
   readonly busyTimeoutMs?: number;
+  /** How long `write` keeps trying for the write lock (asynchronously). Default DEFAULT_WRITE_BUDGET_MS. */
+  readonly writeBudgetMs?: number;
   /** The clock for when writes stopped being possible. Default Date.now. */
   readonly now?: () => number;
 }
@@ -42,6 +48,12 @@ export const BUSY_PROBES_UNTIL_UNWRITABLE = 3;
  * has this much free: room for any lifecycle transaction and the WAL's growth, not just for the probe's own write.
  */
 export const WRITE_HEADROOM_BYTES = 1 << 20;
+
+/** How long a lifecycle write keeps trying for the write lock another process holds before it is Unavailable. */
+export const DEFAULT_WRITE_BUDGET_MS = 2_000;
+
+/** The server's busy timeout for reads and its few synchronous writes (expiry passes, bundle audit entries). */
+export const SERVER_BUSY_TIMEOUT_MS = 100;
 
 /** Expiries or timeouts recorded per call when the caller names no limit: a long outage is caught up in steps. */
 const DUE_PER_CALL = 1_000;
@@ -58,7 +70,7 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Sq
     foreignKeys: true,
   });
   try {
-    return new SqliteStore(db, { now: opts.now });
+    return new SqliteStore(db, { now: opts.now, writeBudgetMs: opts.writeBudgetMs });
   } catch (err) {
     db.close();
     throw err;
@@ -83,10 +95,12 @@ export class SqliteStore implements AccessStore {
   readonly #probeWrite: () => void;
   /** How many of our transaction functions are running; > 0 while the caller's transaction is open. */
   #depth = 0;
+  readonly #writeBudgetMs: number;
 
   /** Use openSqliteStore: it sets the pragmas and migrates the schema first. */
-  constructor(db: Database.Database, options: { readonly now?: (() => number) | undefined } = {}) {
+  constructor(db: Database.Database, options: { readonly now?: (() => number) | undefined; readonly writeBudgetMs?: number } = {}) {
     this.#db = db;
+    this.#writeBudgetMs = options.writeBudgetMs ?? DEFAULT_WRITE_BUDGET_MS;
     const file = db.memory ? undefined : db.name;
     this.#writes = new WriteTracker({ now: options.now ?? Date.now, dir: file === undefined ? undefined : dirname(file) });
     this.#probeWrite = db.transaction(() => {
@@ -161,6 +175,31 @@ export class SqliteStore implements AccessStore {
 
   transaction<T>(fn: () => T): T {
     return this.#write(fn);
+  }
+
+  /**
+   * `fn` in one immediate transaction, without ever waiting for the write lock on this thread: each attempt
+   * takes the lock at once or fails at once, and while another process holds it the next attempt is scheduled
+   * (backoff with jitter, 2 ms doubling to 100 ms) so the event loop answers other calls meanwhile. Past
+   * `budgetMs` the write is Unavailable ("the database is locked by another process"). `fn` may run again on a
+   * later attempt, so it must read what it depends on inside the transaction (every lifecycle write does).
+   */
+  async write<T>(fn: () => T, budgetMs = this.#writeBudgetMs): Promise<T> {
+    const deadline = performance.now() + budgetMs;
+    for (let wait = 2; ; wait = Math.min(100, wait * 2)) {
+      const busyTimeout = this.#db.pragma("busy_timeout", { simple: true }) as number;
+      this.#db.pragma("busy_timeout = 0");
+      try {
+        return this.#write(fn);
+      } catch (err) {
+        if (!isLockBusy(err) || this.#depth > 0) throw err;
+        const left = deadline - performance.now();
+        if (left <= 0) throw new Unavailable("store: the database is locked by another process; try again", { cause: err });
+        await new Promise((resolve) => setTimeout(resolve, Math.min(left, wait * (0.5 + Math.random()))));
+      } finally {
+        if (this.#db.open) this.#db.pragma(`busy_timeout = ${busyTimeout}`);
+      }
+    }
   }
 
   // ---- reads

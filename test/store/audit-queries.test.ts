@@ -286,7 +286,7 @@ describe("on a trail written by the access domain (real policy, fake clock)", ()
     now = T0 + 3 * MINUTE;
     autoGrant = (await access.requestAccess(alice, { ...writeOrders, actions: ["read"], durationS: 600 })).grantId as string;
     now = T0 + 10 * MINUTE;
-    access.revokeGrant(admin, approvedGrant, "incident closed");
+    await access.revokeGrant(admin, approvedGrant, "incident closed");
     now = T0 + 14 * MINUTE;
     access.expiry.runDue(); // the read grant expired at T0 + 13m
     access.stop();
