@@ -4,7 +4,9 @@
 import { isIP } from "node:net";
 import { isAbsolute, resolve } from "node:path";
 import type { RequestRate } from "./access/rate-limit.ts";
+import { parseDuration, parseMilliseconds, wholeNumber } from "./config-values.ts";
 import { InvalidArgument } from "./errors.ts";
+import { LIMIT_DEFAULTS, type LimitFlags, parseServerLimits, type ServerLimits } from "./limits.ts";
 import { type IdentityConfig, parseIdentityConfig } from "./identity/config.ts";
 import { TLS_FIELDS } from "./identity/mtls.ts";
 import { parseTokenConfig, type TokenConfig } from "./tokens/config.ts";
@@ -56,30 +58,11 @@ export interface ServeConfig {
 
 export type DecisionLogOverflow = "refuse" | "drop";
 
-export interface ServerLimits {
-  /** Calls being served at once by this process (unary calls, waits and watch streams alike). */
-  readonly maxInFlight: number;
-  /** Calls being served at once on one connection; below maxConcurrentStreams, so excess is refused, not queued. */
-  readonly maxInFlightPerConnection: number;
-  /** HTTP/2 streams one connection may open (grpc.max_concurrent_streams). */
-  readonly maxConcurrentStreams: number;
-  readonly maxReceiveMessageBytes: number;
-  readonly maxSendMessageBytes: number;
-  readonly keepaliveIntervalMs: number;
-  readonly keepaliveTimeoutMs: number;
-  /** A connection without calls for this long is closed; 0: never. */
-  readonly maxConnectionIdleMs: number;
-  /** A connection this old (±10%) is asked to go away; 0: never. */
-  readonly maxConnectionAgeMs: number;
-  /** How long calls on a connection asked to go away may still run; 0: to their end. */
-  readonly maxConnectionAgeGraceMs: number;
-}
-
 export type LogLevel = "debug" | "info" | "warn" | "error";
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 
 /** Values as given on the command line (undefined when absent). */
-export interface ServeFlags {
+export interface ServeFlags extends LimitFlags {
   listen?: string;
   dataDir?: string;
   bundle?: string;
@@ -113,16 +96,6 @@ export interface ServeFlags {
   auditCheckpoints?: string;
   auditCheckpointInterval?: string;
   decisionLogOverflow?: string;
-  maxInFlight?: string;
-  maxInFlightPerConnection?: string;
-  maxConcurrentStreams?: string;
-  maxMessageBytes?: string;
-  maxResponseBytes?: string;
-  keepaliveInterval?: string;
-  keepaliveTimeout?: string;
-  maxConnectionIdle?: string;
-  maxConnectionAge?: string;
-  maxConnectionAgeGrace?: string;
   requestRate?: string;
   requestBurst?: string;
   policyTimeout?: string;
@@ -146,31 +119,7 @@ export const DEFAULTS = {
   auditCheckpoints: "audit-checkpoints.jsonl",
   auditCheckpointInterval: "60s",
   decisionLogOverflow: "refuse",
-  // Admission. Little's law on one event loop: ~8k Checks/s (measured) means 1,024 calls in flight are ~125 ms
-  // of work queued, inside the deadlines services give a Check; more would be answered after the caller gave
-  // up. Memory: a unary call holds a few KB of grpc-js and HTTP/2 state plus its request (at most
-  // maxMessageBytes), so 1,024 stay under ~300 MB even if every one is as large as allowed; a watch may also
-  // buffer up to 1 MiB of unsent events before it is cut off.
-  maxInFlight: "1024",
-  // maxInFlightPerConnection defaults to half of maxConcurrentStreams (128), at most maxInFlight: a busy
-  // connection always has free streams, so its excess calls reach jitgate and are refused at once instead of
-  // waiting in the client for a stream until their deadline passes.
-  maxConcurrentStreams: "256",
-  // The largest request validate.ts accepts is ~180 KB (256 subject_groups, 64 context entries of UTF-8 text, a
-  // 16 KiB token); 256 KiB covers it and caps what one call can make jitgate hold (grpc-js's default is 4 MiB).
-  maxMessageBytes: "262144",
-  // jitgate's answers are pages of at most 500 items; 4 MiB is also what a default gRPC client accepts.
-  maxResponseBytes: "4194304",
-  // A vanished peer's calls hold in-flight slots until its connection is declared dead: ping after 60 s of
-  // silence, give up 20 s later.
-  keepaliveInterval: "60s",
-  keepaliveTimeout: "20s",
-  maxConnectionIdle: "30m",
-  // Clients move their new calls to a new connection about hourly (re-balancing across processes and
-  // replicas); with no grace limit, calls already running on the old one (watches, `request --wait`) are never
-  // cut: grpc-js ends a call cut at the grace as INTERNAL "RST_STREAM", which `jitgate watch` does not resume.
-  maxConnectionAge: "1h",
-  maxConnectionAgeGrace: "0",
+  ...LIMIT_DEFAULTS,
   // People file a few requests a minute at most; a script looping on RequestAccess is stopped at 10.
   requestRate: "10/m",
   // jitgate's own rules evaluate in ~10 µs; 100 ms is 10,000 times that, far below the deadlines services give
@@ -298,101 +247,6 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
   });
 }
 
-function parseServerLimits(flags: ServeFlags, env: NodeJS.ProcessEnv): ServerLimits {
-  const value = (flag: string | undefined, name: string, fallback: string) => flag ?? env[name] ?? fallback;
-  const count = (flag: string | undefined, name: string, field: string, fallback: string, min: number, max: number) =>
-    wholeNumber(value(flag, name, fallback), `${field} (${name})`, min, max);
-  const duration = (flag: string | undefined, name: string, field: string, fallback: string, never: boolean) => {
-    const v = value(flag, name, fallback);
-    return never && v.trim() === "0" ? 0 : parseDuration(v, `${field} (${name})`);
-  };
-  const maxInFlight = count(flags.maxInFlight, "JITGATE_MAX_IN_FLIGHT", "--max-in-flight", DEFAULTS.maxInFlight, 1, 1_000_000);
-  const maxConcurrentStreams = count(
-    flags.maxConcurrentStreams,
-    "JITGATE_MAX_CONCURRENT_STREAMS",
-    "--max-concurrent-streams",
-    DEFAULTS.maxConcurrentStreams,
-    2,
-    1_000_000,
-  );
-  const limits: ServerLimits = {
-    maxInFlight,
-    maxInFlightPerConnection: count(
-      flags.maxInFlightPerConnection,
-      "JITGATE_MAX_IN_FLIGHT_PER_CONNECTION",
-      "--max-in-flight-per-connection",
-      String(Math.min(maxInFlight, Math.floor(maxConcurrentStreams / 2))),
-      1,
-      1_000_000,
-    ),
-    maxConcurrentStreams,
-    maxReceiveMessageBytes: count(
-      flags.maxMessageBytes,
-      "JITGATE_MAX_MESSAGE_BYTES",
-      "--max-message-bytes",
-      DEFAULTS.maxMessageBytes,
-      16_384,
-      64 << 20,
-    ),
-    maxSendMessageBytes: count(
-      flags.maxResponseBytes,
-      "JITGATE_MAX_RESPONSE_BYTES",
-      "--max-response-bytes",
-      DEFAULTS.maxResponseBytes,
-      65_536,
-      64 << 20,
-    ),
-    keepaliveIntervalMs: duration(
-      flags.keepaliveInterval,
-      "JITGATE_KEEPALIVE_INTERVAL",
-      "--keepalive-interval",
-      DEFAULTS.keepaliveInterval,
-      false,
-    ),
-    keepaliveTimeoutMs: duration(
-      flags.keepaliveTimeout,
-      "JITGATE_KEEPALIVE_TIMEOUT",
-      "--keepalive-timeout",
-      DEFAULTS.keepaliveTimeout,
-      false,
-    ),
-    maxConnectionIdleMs: duration(
-      flags.maxConnectionIdle,
-      "JITGATE_MAX_CONNECTION_IDLE",
-      "--max-connection-idle",
-      DEFAULTS.maxConnectionIdle,
-      true,
-    ),
-    maxConnectionAgeMs: duration(
-      flags.maxConnectionAge,
-      "JITGATE_MAX_CONNECTION_AGE",
-      "--max-connection-age",
-      DEFAULTS.maxConnectionAge,
-      true,
-    ),
-    maxConnectionAgeGraceMs: duration(
-      flags.maxConnectionAgeGrace,
-      "JITGATE_MAX_CONNECTION_AGE_GRACE",
-      "--max-connection-age-grace",
-      DEFAULTS.maxConnectionAgeGrace,
-      true,
-    ),
-  };
-  if (limits.maxInFlightPerConnection > limits.maxInFlight)
-    throw new InvalidArgument(
-      "--max-in-flight-per-connection (JITGATE_MAX_IN_FLIGHT_PER_CONNECTION)",
-      `${limits.maxInFlightPerConnection} is more than --max-in-flight (${limits.maxInFlight})`,
-    );
-  // At or above the stream limit, a connection's excess calls would wait in the client for a free stream
-  // (until their deadline) instead of reaching jitgate and being refused at once.
-  if (limits.maxInFlightPerConnection >= limits.maxConcurrentStreams)
-    throw new InvalidArgument(
-      "--max-in-flight-per-connection (JITGATE_MAX_IN_FLIGHT_PER_CONNECTION)",
-      `must be below --max-concurrent-streams (${limits.maxConcurrentStreams}), so calls past it are refused, not queued by the client`,
-    );
-  return Object.freeze(limits);
-}
-
 const RATE_PERIODS_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000 };
 
 /** `--request-rate 10/m` (per second, minute or hour) or `off`; `--request-burst` defaults to the rate's count. */
@@ -409,32 +263,6 @@ function parseRequestRate(flags: ServeFlags, env: NodeJS.ProcessEnv): RequestRat
     periodMs: RATE_PERIODS_MS[m[2] as string] as number,
     burst: burst === undefined ? count : wholeNumber(burst, "--request-burst (JITGATE_REQUEST_BURST)", 1, 1_000_000),
   });
-}
-
-function wholeNumber(value: string, field: string, min: number, max: number): number {
-  const n = /^\d{1,10}$/.test(value.trim()) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgument(field, `must be a whole number from ${min} to ${max}`);
-  return n;
-}
-
-const DURATION_UNITS_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** The limits with every default, for servers started without a ServeConfig (tests, tools). */
-export const DEFAULT_SERVER_LIMITS: ServerLimits = parseServerLimits({}, {});
-
-/** `250ms`, `2s` (or a bare number of milliseconds) as milliseconds. */
-export function parseMilliseconds(value: string, field: string): number {
-  const m = /^(\d{1,9})(ms|s)?$/.exec(value.trim());
-  if (!m) throw new InvalidArgument(field, `'${value}' is not a time like 50ms or 2s`);
-  return Number(m[1]) * (m[2] === "s" ? 1000 : 1);
-}
-
-/** `90s`, `15m`, `12h`, `30d` as milliseconds. */
-export function parseDuration(value: string, field: string): number {
-  const m = /^(\d{1,9})([smhd])$/.exec(value.trim());
-  const n = Number(m?.[1]);
-  if (!m || n <= 0) throw new InvalidArgument(field, `'${value}' is not a duration like 90s, 15m, 12h or 30d`);
-  return n * (DURATION_UNITS_MS[m[2] as string] as number);
 }
 
 function isLoopback(host: string): boolean {
@@ -454,3 +282,6 @@ export function parseListen(value: string, field = "--listen (JITGATE_LISTEN)"):
 export function formatListen(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+export { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./limits.ts";
+export { parseDuration, parseMilliseconds } from "./config-values.ts";

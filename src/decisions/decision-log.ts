@@ -1,22 +1,25 @@
 // The decision log: every access check's record goes into a bounded in-memory queue at once, and is written
-// later in batches (one store transaction each) and to line sinks, so logging never slows a decision. A check
-// asks `admit` first and is refused while the queue is full, so no answered check loses its record (unless the
-// overflow mode is "drop", which answers and drops the record, counted).
+// later in batches (one store transaction each, one batch in flight at a time, on the writer's own thread) and
+// to line sinks, so logging never slows a decision. A check asks `admit` first and is refused while the queue is
+// full, so no answered check loses its record (unless the overflow mode is "drop", which answers and drops the
+// record, counted).
 import type { DecisionRecord } from "../access/model.ts";
 import type { DecisionSink } from "../access/ports.ts";
 import { InvalidArgument, Unavailable } from "../errors.ts";
 import { Ring } from "./ring.ts";
 
-/** Where batches are committed: the DecisionStore. */
+/** Where batches are committed: the DecisionStore, on a thread of its own (writer-thread.ts). */
 export interface DecisionWriter {
   /**
-   * Commits all the records or none (one transaction); a retried batch must not duplicate rows. Throws
+   * Commits all the records or none (one transaction); a retried batch must not duplicate rows. Rejects with
    * Unavailable when the store cannot be written now (the batch is retried later); any other error means the
    * store refuses a record.
    */
-  insertBatch(records: readonly DecisionRecord[]): void;
-  /** Deletes at most `limit` of the oldest records decided before `at`; returns how many. */
-  pruneBefore(at: number, limit: number): number;
+  insertBatch(records: readonly DecisionRecord[]): Promise<void>;
+  /** Deletes at most `limit` of the oldest records decided before `at`; resolves with how many. */
+  pruneBefore(at: number, limit: number): Promise<number>;
+  /** Releases the writer (ends its thread); the log calls it last, from `close`. */
+  close?(): Promise<void>;
 }
 
 /** A copy of each committed record for log pipelines (stdout, a file); buffered by the sink itself. */
@@ -97,7 +100,9 @@ export class DecisionLog implements DecisionSink {
   #pruneTimer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
   /** A prune of a large backlog spans several turns; the next tick of its timer must not start another. */
-  #pruning = false;
+  #pruning: Promise<number> | undefined;
+  /** The batch the writer is committing: one at a time, so records commit in the order they were queued. */
+  #inFlight: Promise<boolean> | undefined;
 
   constructor(options: DecisionLogOptions) {
     const capacity = positive("decision log capacity", options.capacity ?? 100_000);
@@ -175,7 +180,10 @@ export class DecisionLog implements DecisionSink {
     return done;
   }
 
-  /** Stops the timers, writes everything queued (giving up after closeAttempts failures), closes the line sinks. */
+  /**
+   * Stops the timers, writes everything queued (giving up after closeAttempts failures), closes the line sinks,
+   * then the writer.
+   */
   close(): Promise<void> {
     this.#closing ??= this.#shutDown();
     return this.#closing;
@@ -183,24 +191,29 @@ export class DecisionLog implements DecisionSink {
 
   /** Deletes the records older than the retention, a batch at a time; returns how many. */
   async prune(): Promise<number> {
-    if (this.#retentionMs === 0 || this.#closing !== undefined || this.#pruning) return 0;
-    this.#pruning = true;
-    const cutoff = this.#now() - this.#retentionMs;
+    if (this.#retentionMs === 0 || this.#closing !== undefined || this.#pruning !== undefined) return 0;
+    this.#pruning = this.#pruneAll(this.#now() - this.#retentionMs);
+    try {
+      return await this.#pruning;
+    } finally {
+      this.#pruning = undefined;
+    }
+  }
+
+  async #pruneAll(cutoff: number): Promise<number> {
     let total = 0;
     try {
       for (;;) {
-        const deleted = this.#writer.pruneBefore(cutoff, PRUNE_BATCH);
+        const deleted = await this.#writer.pruneBefore(cutoff, PRUNE_BATCH);
         total += deleted;
-        // Stop at close too: the composition root closes the store right after the log.
+        // Stop at close too: the writer is closed right after the queue is written.
         if (deleted < PRUNE_BATCH || this.#closing !== undefined) return total;
-        // Let checks and batches run between prune batches.
+        // Let batches go between prune batches.
         await new Promise((resolve) => setImmediate(resolve));
       }
     } catch (err) {
       this.#report(err);
       return total;
-    } finally {
-      this.#pruning = false;
     }
   }
 
@@ -215,7 +228,7 @@ export class DecisionLog implements DecisionSink {
     const step = () => {
       this.#scheduled = "none";
       this.#timer = undefined;
-      this.#drainStep();
+      void this.#drainStep();
     };
     if (when === "soon") this.#timer = setImmediate(step);
     else this.#timer = setTimeout(step, when === "retry" ? this.#retryDelay() : this.#flushIntervalMs);
@@ -229,24 +242,39 @@ export class DecisionLog implements DecisionSink {
     this.#scheduled = "none";
   }
 
-  /** One batch, then another turn of the event loop for the rest (or a pause after a failure). */
-  #drainStep(): void {
-    if (this.#queue.size === 0) return;
-    if (this.#writeBatch()) {
-      if (this.#queue.size > 0) this.#schedule("soon");
-    } else {
+  /**
+   * One batch, then another turn of the event loop for the rest (or a pause after a failure). A step that comes
+   * while a batch is in flight does nothing: the batch's end schedules what follows.
+   */
+  async #drainStep(): Promise<void> {
+    if (this.#inFlight !== undefined || this.#queue.size === 0) return;
+    const moved = await this.#writeNext();
+    // At close, #shutDown writes the rest.
+    if (this.#closing !== undefined) return;
+    if (!moved) {
+      // The store asked for a pause: a "soon" scheduled while the batch was in flight must not cut it short.
+      this.#cancel();
       this.#schedule("retry");
+    } else if (this.#queue.size > 0) {
+      this.#schedule("soon");
     }
+  }
+
+  #writeNext(): Promise<boolean> {
+    const writing = this.#writeBatch().finally(() => (this.#inFlight = undefined));
+    this.#inFlight = writing;
+    return writing;
   }
 
   /**
    * Writes the oldest batch; while the store is unavailable keeps it at the head of the queue to retry. True
-   * when the queue moved on.
+   * when the queue moved on. Never rejects.
    */
-  #writeBatch(): boolean {
+  async #writeBatch(): Promise<boolean> {
+    // Records stay in the queue (counted against its capacity) until their batch committed.
     const batch = this.#queue.oldest(Math.min(this.#batchSize, this.#queue.size));
     try {
-      this.#writer.insertBatch(batch);
+      await this.#writer.insertBatch(batch);
     } catch (err) {
       this.#report(err);
       if (err instanceof Unavailable) {
@@ -262,12 +290,12 @@ export class DecisionLog implements DecisionSink {
     return true;
   }
 
-  #writeOneByOne(batch: readonly DecisionRecord[]): boolean {
+  async #writeOneByOne(batch: readonly DecisionRecord[]): Promise<boolean> {
     const accepted: DecisionRecord[] = [];
     let handled = 0;
     for (const d of batch) {
       try {
-        this.#writer.insertBatch([d]);
+        await this.#writer.insertBatch([d]);
         accepted.push(d);
       } catch (err) {
         if (err instanceof Unavailable) {
@@ -311,9 +339,11 @@ export class DecisionLog implements DecisionSink {
   async #shutDown(): Promise<void> {
     if (this.#pruneTimer !== undefined) clearInterval(this.#pruneTimer);
     this.#cancel();
+    // The batch in flight ends first (one at a time), whatever its outcome; then the rest, in order.
+    await this.#inFlight;
     let failed = 0;
     while (this.#queue.size > 0) {
-      if (this.#writeBatch()) {
+      if (await this.#writeNext()) {
         failed = 0;
         await new Promise((resolve) => setImmediate(resolve));
       } else if (++failed >= this.#closeAttempts) {
@@ -325,6 +355,13 @@ export class DecisionLog implements DecisionSink {
     if (this.#queue.size > 0) this.#abandonQueue();
     const closed = await Promise.allSettled(this.#lines.map((lines) => lines.close()));
     for (const c of closed) if (c.status === "rejected") this.#report(c.reason);
+    // A prune stops after its current statement once closing; the writer goes once nothing is in flight.
+    await this.#pruning;
+    try {
+      await this.#writer.close?.();
+    } catch (err) {
+      this.#report(err);
+    }
   }
 
   /** At close with the store still failing: what is left is counted as dropped, never silently lost. */

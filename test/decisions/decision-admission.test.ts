@@ -21,11 +21,11 @@ import { aDecisionRecord, T0 } from "./fixtures.ts";
 class StallableWriter implements DecisionWriter {
   readonly written: DecisionRecord[] = [];
   stalled = true;
-  insertBatch(records: readonly DecisionRecord[]): void {
+  async insertBatch(records: readonly DecisionRecord[]): Promise<void> {
     if (this.stalled) throw new Unavailable("decision log: the disk is stalled");
     this.written.push(...records);
   }
-  pruneBefore(): number {
+  async pruneBefore(): Promise<number> {
     return 0;
   }
 }

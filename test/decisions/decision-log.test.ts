@@ -15,21 +15,30 @@ const dir = mkdtempSync(join(tmpdir(), "jitgate-decision-log-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
 const freshStore = (): DecisionStore => openDecisionStore(join(dir, `decisions-${++files}.db`));
+/** The synchronous store behind the asynchronous port, as the writer thread runs it. */
+const writerOf = (store: DecisionStore): DecisionWriter => ({
+  insertBatch: async (records) => store.insertBatch(records),
+  pruneBefore: async (at, limit) => store.pruneBefore(at, limit),
+});
 
 function aDecision(n: number, over: Partial<DecisionRecord> = {}): DecisionRecord {
   return aDecisionRecord({ decisionId: `d${n}`, at: T0 + n, ...over });
 }
 
-/** A writer that keeps what it was given, one array per batch, and fails while `failing` says so. */
+/**
+ * A writer that keeps what it was given, one array per batch, and fails while `failing` says so. It answers on
+ * a later turn of the event loop, as the writer thread does, so records keep arriving while a batch is in flight.
+ */
 class FakeWriter implements DecisionWriter {
   readonly batches: DecisionRecord[][] = [];
   failing: (batch: readonly DecisionRecord[]) => Error | undefined = () => undefined;
-  insertBatch(records: readonly DecisionRecord[]): void {
+  async insertBatch(records: readonly DecisionRecord[]): Promise<void> {
+    await new Promise((resolve) => setImmediate(resolve));
     const err = this.failing(records);
     if (err) throw err;
     this.batches.push([...records]);
   }
-  pruneBefore(): number {
+  async pruneBefore(): Promise<number> {
     return 0;
   }
   get ids(): string[] {
@@ -54,6 +63,11 @@ function logWith(writer: DecisionWriter, over: Partial<DecisionLogOptions> = {})
   return { log, errors };
 }
 
+/** `n` turns of the event loop. */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 const burst = (log: DecisionLog, from: number, count: number) => {
   for (let i = from; i < from + count; i++) log.record(aDecision(i));
 };
@@ -74,15 +88,76 @@ describe("decision log", () => {
     await log.close();
   });
 
+  test("one batch is in flight at a time; its records stay queued, holding their places, until it commits", async () => {
+    const calls: { ids: string[]; commit: () => void }[] = [];
+    const writer: DecisionWriter = {
+      insertBatch: (records) => new Promise((resolve) => calls.push({ ids: records.map((d) => d.decisionId), commit: resolve })),
+      pruneBefore: async () => 0,
+    };
+    const { log } = logWith(writer, { batchSize: 2, capacity: 4 });
+    burst(log, 0, 3);
+    const flushed = log.flush();
+    await turns(10);
+    assert.deepEqual(
+      calls.map((c) => c.ids),
+      [["d0", "d1"]],
+      "no second batch while the first is in flight",
+    );
+    assert.equal(log.queueDepth, 3);
+    assert.deepEqual([log.admit(), log.admit()], [true, false], "the batch in flight still counts against the capacity");
+    log.record(aDecision(3));
+    await turns(10);
+    assert.equal(calls.length, 1, "a full batch queued behind it waits too");
+    calls[0]?.commit();
+    await turns(10);
+    assert.deepEqual(
+      calls.map((c) => c.ids),
+      [
+        ["d0", "d1"],
+        ["d2", "d3"],
+      ],
+    );
+    assert.deepEqual([log.queueDepth, log.written], [2, 2]);
+    calls[1]?.commit();
+    await flushed;
+    assert.deepEqual([log.queueDepth, log.written, log.dropped], [0, 4, 0]);
+    await log.close();
+  });
+
+  test("close lets the batch in flight finish, writes the rest in order, then closes the writer", async () => {
+    const events: string[] = [];
+    let commitFirst: (() => void) | undefined;
+    const writer: DecisionWriter = {
+      insertBatch: (records) => {
+        events.push(`insert ${records.map((d) => d.decisionId).join(",")}`);
+        if (commitFirst === undefined) return new Promise((resolve) => (commitFirst = resolve));
+        return Promise.resolve();
+      },
+      pruneBefore: async () => 0,
+      close: async () => void events.push("close"),
+    };
+    const { log } = logWith(writer, { batchSize: 2, flushIntervalMs: 0 });
+    burst(log, 0, 2);
+    while (commitFirst === undefined) await turns(1);
+    burst(log, 2, 3);
+    const closed = log.close();
+    await turns(10);
+    assert.deepEqual(events, ["insert d0,d1"], "nothing else starts while a batch is in flight");
+    commitFirst();
+    await closed;
+    assert.deepEqual(events, ["insert d0,d1", "insert d2,d3", "insert d4", "close"]);
+    assert.deepEqual([log.written, log.dropped], [5, 0]);
+  });
+
   test("10,000 records recorded in a burst all land in the store exactly once after close", async () => {
     const store = freshStore();
     let transactions = 0;
     const counting: DecisionWriter = {
-      insertBatch: (records) => {
+      insertBatch: async (records) => {
         transactions++;
         store.insertBatch(records);
       },
-      pruneBefore: (at, limit) => store.pruneBefore(at, limit),
+      pruneBefore: async (at, limit) => store.pruneBefore(at, limit),
     };
     const { log, errors } = logWith(counting, { batchSize: 1000 });
     burst(log, 0, 10_000);
@@ -201,7 +276,7 @@ describe("decision log", () => {
   test("retention prunes only records decided before now minus the retention", async () => {
     const store = freshStore();
     const now = T0 + 40 * DAY;
-    const { log } = logWith(store, { retentionMs: 30 * DAY, now: () => now });
+    const { log } = logWith(writerOf(store), { retentionMs: 30 * DAY, now: () => now });
     log.record(aDecision(1, { at: now - 31 * DAY }));
     log.record(aDecision(2, { at: now - 30 * DAY - 1 }));
     log.record(aDecision(3, { at: now - 30 * DAY }));
@@ -221,7 +296,7 @@ describe("decision log", () => {
 
   test("a retention of 0 keeps records forever", async () => {
     const store = freshStore();
-    const { log } = logWith(store, { retentionMs: 0, now: () => T0 + 1000 * DAY });
+    const { log } = logWith(writerOf(store), { retentionMs: 0, now: () => T0 + 1000 * DAY });
     log.record(aDecision(1));
     await log.flush();
     assert.equal(await log.prune(), 0);
@@ -235,7 +310,7 @@ describe("decision log", () => {
     const script = `
       import { DecisionLog } from ${JSON.stringify(src)};
       const rows = [];
-      const writer = { insertBatch: (rs) => rows.push(...rs), pruneBefore: () => 0 };
+      const writer = { insertBatch: async (rs) => void rows.push(...rs), pruneBefore: async () => 0 };
       const log = new DecisionLog({ writer, now: Date.now, onError: () => {}, flushIntervalMs: 60_000 });
       log.record({ decisionId: "d1" });
       await log.flush();
