@@ -13,6 +13,13 @@ import { REAL_BUNDLE, removeDir, ROOT, tempDir } from "../support/bundles.ts";
 
 const BOUND_MS = 20_000;
 
+/**
+ * The Node 24 the wrapper re-runs with: the one `make` installs into tools/node, or (where a newer system node
+ * made `make` skip that) the one running this test, named by JITGATE_NODE24.
+ */
+const TOOLS_NODE = join(ROOT, "tools", "node", "node_modules", "node", "bin", "node");
+const NODE24 = existsSync(TOOLS_NODE) ? TOOLS_NODE : process.execPath;
+
 /** The first `node` on PATH older than 24, else Node 24 told to re-run itself anyway. */
 function wrapperRuntime(): { node: string; env: NodeJS.ProcessEnv } {
   for (const dir of (process.env.PATH ?? "").split(delimiter)) {
@@ -20,12 +27,12 @@ function wrapperRuntime(): { node: string; env: NodeJS.ProcessEnv } {
     if (!existsSync(node)) continue;
     try {
       const major = Number(execFileSync(node, ["-p", "process.versions.node.split('.')[0]"], { timeout: 10_000 }).toString());
-      if (major < 24) return { node, env: process.env };
+      if (major < 24) return { node, env: { ...process.env, JITGATE_NODE24: NODE24 } };
     } catch {
       continue; // not a runnable node
     }
   }
-  return { node: process.execPath, env: { ...process.env, JITGATE_REEXEC: "1" } };
+  return { node: process.execPath, env: { ...process.env, JITGATE_REEXEC: "1", JITGATE_NODE24: NODE24 } };
 }
 
 interface Wrapped {
@@ -136,7 +143,7 @@ describe("bin/jitgate re-run under Node 24 passes signals through", { skip: proc
     const server = children[0] as number;
     started.push(server);
     const cmdline = await readFile(`/proc/${server}/cmdline`, "utf8");
-    assert.match(cmdline, /tools\/node\/node_modules\/node\/bin\/node\0.*bin\/jitgate\0serve\0/, "the server runs under tools/node");
+    assert.ok(cmdline.startsWith(`${NODE24}\0`) && /bin\/jitgate\0serve\0/.test(cmdline), `the server runs under ${NODE24}: ${cmdline}`);
     return { wrapper: wrapper as ChildProcess & { pid: number }, server, ports, exited, stdout: () => stdout };
   }
 
