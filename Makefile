@@ -98,6 +98,7 @@ bench: $(BUNDLE) $(DEPS)
 	node bench/enforce.ts
 	node bench/check.ts
 	node bench/dev-loop.ts
+	scripts/ensure-h2load.sh && node bench/overload.ts
 
 enforce-package: $(DEPS)
 	node scripts/pack-enforce.ts
