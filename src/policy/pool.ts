@@ -59,6 +59,14 @@ interface Generation {
 }
 
 const WORKER_FILE = new URL("./pool-worker.ts", import.meta.url);
+const QUARANTINE_MS = 10_000;
+const QUARANTINE_MAX = 1_000;
+
+/** A question as the quarantine knows it: the entrypoint and the input without its `now`. */
+function questionKey(entrypoint: string, input: unknown): string {
+  const timeless = input !== null && typeof input === "object" && !Array.isArray(input) ? { ...input, now: undefined } : input;
+  return `${entrypoint}\n${JSON.stringify(timeless ?? null)}`;
+}
 
 export class PolicyPool implements BundleHolder {
   readonly #opts: Required<Omit<PolicyPoolOptions, "onTimeout" | "onLoadFailed" | "onEvaluationError">> & PolicyPoolOptions;
@@ -67,6 +75,8 @@ export class PolicyPool implements BundleHolder {
   /** An activated generation still loading; evaluations wait for it rather than use an older bundle. */
   #loading: Generation | undefined;
   readonly #queue: Pending[] = [];
+  /** Questions that ran past the budget recently: question key -> until when (performance.now ms) and on which revision. */
+  readonly #quarantine = new Map<string, { until: number; revision: string }>();
   #flushScheduled = false;
   #watchdog: NodeJS.Timeout | undefined;
   #seq = 0;
@@ -140,6 +150,10 @@ export class PolicyPool implements BundleHolder {
   evaluate(entrypoint: string, input: unknown): Promise<Evaluated<unknown>> {
     if (this.#closed) return Promise.reject(new Unavailable("the policy pool is closed"));
     if (!this.#serving && !this.#loading) return Promise.reject(new Unavailable("no policy bundle is loaded"));
+    if (this.#quarantine.size > 0) {
+      const refused = this.#quarantined(questionKey(entrypoint, input));
+      if (refused) return Promise.reject(refused);
+    }
     return new Promise((resolve, reject) => {
       this.#queue.push({ item: { entrypoint, input: JSON.stringify(input ?? null) }, resolve, reject });
       this.#scheduleFlush();
@@ -372,6 +386,7 @@ export class PolicyPool implements BundleHolder {
       if (slow) {
         this.#opts.onTimeout?.({ entrypoint: slow.item.entrypoint, revision, timeoutMs });
         slow.reject(new PolicyTimeout(`policy ${slow.item.entrypoint} (revision ${revision}) did not answer within ${timeoutMs} ms`));
+        this.#remember(slow.item, revision);
       }
       // The others of its batch did nothing wrong: they run again on another worker.
       this.#queue.unshift(...batch.pendings.filter((_, i) => i !== index));
@@ -383,6 +398,29 @@ export class PolicyPool implements BundleHolder {
   }
 
   /** Stops every worker of a loading generation; its `loaded` then rejects and activate reports why. */
+  /**
+   * The same question asked again (everything but `now` alike) is refused at once for QUARANTINE_MS: each stop
+   * costs a worker restart (~120-170 ms of CPU), so a caller repeating a run-away question must not make the
+   * pool restart workers over and over. A new bundle forgets every quarantined question.
+   */
+  #remember(item: EvalItem, revision: string): void {
+    if (this.#quarantine.size >= QUARANTINE_MAX) this.#quarantine.clear();
+    const input: unknown = JSON.parse(item.input);
+    this.#quarantine.set(questionKey(item.entrypoint, input), { until: performance.now() + QUARANTINE_MS, revision });
+  }
+
+  #quarantined(key: string): PolicyTimeout | undefined {
+    const entry = this.#quarantine.get(key);
+    if (!entry) return undefined;
+    if (entry.until <= performance.now() || entry.revision !== this.#serving?.bundle.revision) {
+      this.#quarantine.delete(key);
+      return undefined;
+    }
+    return new PolicyTimeout(
+      `the same question ran past the ${this.#opts.timeoutMs} ms policy budget (revision ${entry.revision}) moments ago; refused without evaluating it again for up to ${QUARANTINE_MS / 1000} s`,
+    );
+  }
+
   #failLoading(generation: Generation, timeoutMs: number): void {
     generation.failure = `a verification input ran past the policy time budget (${timeoutMs} ms): the bundle is too slow to serve`;
     for (const slot of generation.slots) {

@@ -98,6 +98,32 @@ describe("policy pool", () => {
     }
   });
 
+  test("the same run-away question asked again is refused at once, without stopping another worker", async () => {
+    const timeouts: string[] = [];
+    const pool = new PolicyPool({ workers: 2, timeoutMs: 200, onTimeout: (e) => timeouts.push(e.entrypoint) });
+    try {
+      await pool.activate(slowOnOne);
+      const burn = { ...CHECK, context: { ...CHECK.context, burn: "yes" } };
+      await assert.rejects(pool.checkDecision(burn), /did not answer within 200 ms/);
+      // A moment later (a new `now`), the same question: refused without being evaluated.
+      await assert.rejects(pool.checkDecision({ ...burn, now: NOW + 1 }), (err: unknown) => {
+        assert.ok(err instanceof PolicyTimeout);
+        assert.match(err.message, /the same question ran past the 200 ms policy budget/);
+        return true;
+      });
+      assert.deepEqual(timeouts, ["jit/check/decision"], "no second worker was stopped");
+      // Other questions are evaluated as usual, the burning one for another subject too.
+      assert.equal((await pool.checkDecision(CHECK)).result.allow, true);
+      await assert.rejects(
+        pool.checkDecision({ ...burn, subject: { id: "bob", groups: ["engineering"] } }),
+        /did not answer within 200 ms/,
+      );
+      assert.equal(timeouts.length, 2);
+    } finally {
+      await pool.close();
+    }
+  });
+
   test("the others batched with a run-away evaluation are answered, not failed", async () => {
     const pool = new PolicyPool({ workers: 1, timeoutMs: 200 });
     try {
