@@ -44,6 +44,8 @@ export interface Jitgate {
   readonly access: Access;
   readonly decisionLog: DecisionLog;
   readonly metrics: JitgateMetrics;
+  /** What /healthz reports, as of the last health check. */
+  health(): HealthReport;
   close(): Promise<void>;
 }
 
@@ -193,21 +195,26 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
     opened.push(() => bundles.close());
     access.start();
 
-    const checkpointer = new AuditCheckpointer({
-      file: config.auditCheckpoints.file,
-      intervalMs: config.auditCheckpoints.intervalMs,
-      issuer: tokens.issuer,
-      head: () => store.auditHead(),
-      signer: tokens.signer,
-      now: () => clock.now(),
-      onWritten: (line) =>
-        log.info({ seq: line.seq, hash: line.hash, kid: line.kid, file: config.auditCheckpoints.file }, "audit checkpoint signed"),
-      onError: (err) => log.error({ err, file: config.auditCheckpoints.file }, "audit checkpoint failed; will retry"),
-    });
-    // The first checkpoint at start: a checkpoints file that cannot be written stops the start, not a later timer.
-    await checkpointer.checkpoint();
-    checkpointer.start();
-    opened.push(() => checkpointer.close());
+    // One signer per data directory: in a cluster, only one worker is given the checkpoints (src/cli/serve-cluster.ts).
+    const checkpoints = config.auditCheckpoints;
+    const checkpointer =
+      checkpoints &&
+      new AuditCheckpointer({
+        file: checkpoints.file,
+        intervalMs: checkpoints.intervalMs,
+        issuer: tokens.issuer,
+        head: () => store.auditHead(),
+        signer: tokens.signer,
+        now: () => clock.now(),
+        onWritten: (line) => log.info({ seq: line.seq, hash: line.hash, kid: line.kid, file: checkpoints.file }, "audit checkpoint signed"),
+        onError: (err) => log.error({ err, file: checkpoints.file }, "audit checkpoint failed; will retry"),
+      });
+    if (checkpointer) {
+      // The first checkpoint at start: a checkpoints file that cannot be written stops the start, not a later timer.
+      await checkpointer.checkpoint();
+      checkpointer.start();
+      opened.push(() => checkpointer.close());
+    }
 
     const pkg = loadAccessPackage();
     const server = await startServer(
@@ -288,6 +295,7 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
       access,
       decisionLog,
       metrics,
+      health: () => health,
       async close() {
         // In order, and every step even when one fails (a read-only disk fails the last checkpoint): nothing is left open.
         const steps: [string, () => unknown][] = [
@@ -301,7 +309,7 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
           ["policy workers", () => engine.close()],
           ["decision log", () => decisionLog.close()],
           ["decision store", () => decisionStore.close()],
-          ["audit checkpoints", () => checkpointer.close()],
+          ["audit checkpoints", () => checkpointer?.close()],
           ["metrics", () => metricsServer?.close()],
           ["store", () => store.close()],
         ];

@@ -2,6 +2,7 @@
 // here into a frozen object that everything else receives. A bad value is an InvalidArgument naming the
 // flag and its environment variable.
 import { isIP } from "node:net";
+import { availableParallelism } from "node:os";
 import { isAbsolute, resolve } from "node:path";
 import type { RequestRate } from "./access/rate-limit.ts";
 import { parseDuration, parseMilliseconds, wholeNumber } from "./config-values.ts";
@@ -49,11 +50,16 @@ export interface ServeConfig {
     /** Worker threads evaluating policy, off the threads that answer calls. */
     readonly workers: number;
   };
-  readonly auditCheckpoints: {
-    readonly file: string;
-    /** How often the server signs the audit trail's head, if it moved (ms). */
-    readonly intervalMs: number;
-  };
+  /** Processes serving `listen` together (node:cluster); 1 serves in this process alone. */
+  readonly workers: number;
+  /** Undefined: this process signs no checkpoints (another worker of its cluster does). */
+  readonly auditCheckpoints:
+    | {
+        readonly file: string;
+        /** How often the server signs the audit trail's head, if it moved (ms). */
+        readonly intervalMs: number;
+      }
+    | undefined;
 }
 
 export type DecisionLogOverflow = "refuse" | "drop";
@@ -100,6 +106,7 @@ export interface ServeFlags extends LimitFlags {
   requestBurst?: string;
   policyTimeout?: string;
   policyWorkers?: string;
+  workers?: string;
 }
 
 export const DEFAULTS = {
@@ -126,6 +133,7 @@ export const DEFAULTS = {
   // a Check, and far above what scheduling noise on a loaded machine adds to a quick evaluation.
   policyTimeout: "100ms",
   policyWorkers: "2",
+  workers: "1",
 } as const;
 
 export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: string): ServeConfig {
@@ -204,6 +212,10 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
   const policyWorkers = Number(pick(flags.policyWorkers, "JITGATE_POLICY_WORKERS", DEFAULTS.policyWorkers));
   if (!Number.isSafeInteger(policyWorkers) || policyWorkers < 1 || policyWorkers > 64)
     throw new InvalidArgument("--policy-workers (JITGATE_POLICY_WORKERS)", "must be a whole number from 1 to 64");
+  const workersValue = pick(flags.workers, "JITGATE_WORKERS", DEFAULTS.workers).trim();
+  const workers = workersValue === "auto" ? Math.min(64, availableParallelism()) : Number(workersValue);
+  if (!Number.isSafeInteger(workers) || workers < 1 || workers > 64)
+    throw new InvalidArgument("--workers (JITGATE_WORKERS)", "must be a whole number from 1 to 64, or auto");
   const overflow = pick(flags.decisionLogOverflow, "JITGATE_DECISION_LOG_OVERFLOW", DEFAULTS.decisionLogOverflow);
   if (overflow !== "refuse" && overflow !== "drop")
     throw new InvalidArgument("--decision-log-overflow (JITGATE_DECISION_LOG_OVERFLOW)", `'${overflow}' is not one of refuse, drop`);
@@ -240,6 +252,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
     limits: parseServerLimits(flags, env),
     requestRate: parseRequestRate(flags, env),
     policy: Object.freeze({ timeoutMs: policyTimeoutMs, workers: policyWorkers }),
+    workers,
     auditCheckpoints: Object.freeze({
       file: path(opt(flags.auditCheckpoints, "JITGATE_AUDIT_CHECKPOINTS") ?? resolve(dataDir, DEFAULTS.auditCheckpoints)),
       intervalMs: checkpointIntervalMs,

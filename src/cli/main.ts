@@ -63,6 +63,10 @@ program
     `threads evaluating policy off the serving thread (env JITGATE_POLICY_WORKERS, default ${DEFAULTS.policyWorkers})`,
   )
   .option(
+    "--workers <n>",
+    `processes serving --listen together, sharing the data directory, or auto (one per CPU) (env JITGATE_WORKERS, default ${DEFAULTS.workers})`,
+  )
+  .option(
     "--decision-log <file>",
     "also write every decision as a JSON line (OPA's decision log shape) to this file, or - for standard output (env JITGATE_DECISION_LOG)",
   )

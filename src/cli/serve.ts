@@ -1,25 +1,23 @@
-// `jitgate serve`: starts jitgate and stops it cleanly on SIGINT/SIGTERM.
+// `jitgate serve`: starts jitgate and stops it cleanly on SIGINT/SIGTERM (with --workers N > 1: serve-cluster.ts).
 import { startJitgate } from "../app.ts";
 import { loadServeConfig, type ServeFlags } from "../config.ts";
 import { createLogger } from "../log.ts";
+import { servingBanner } from "./serve-banner.ts";
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   const config = loadServeConfig(flags, process.env, process.cwd());
   // With decision records on standard output, logs move to standard error: each stream stays one kind of line.
   const log = createLogger(config.logLevel, config.decisionLog.jsonLines === "-" ? process.stderr : process.stdout);
+  // Several processes on one address: their own module, so one process stays exactly as it was.
+  if (config.workers > 1) return (await import("./serve-cluster.ts")).serveCluster(config, log);
   const jitgate = await startJitgate(config, log);
-  const next = config.identity.dev
-    ? [
-        `  DEV MODE: callers are whoever \`jitgate login\` says they are; never expose this server`,
-        `  next:   ./bin/jitgate login --as alice --groups engineering`,
-        `          ./bin/jitgate request db/orders --actions read --duration 30m --justification "investigate orders stuck in PAYING" --ticket INC-1`,
-      ]
-    : [`  next:   ./bin/jitgate requests --address ${jitgate.address}`];
-  const metrics = jitgate.metricsUrl
-    ? [`  metrics: ${jitgate.metricsUrl} (health: ${jitgate.metricsUrl.replace(/\/metrics$/, "/healthz")})`]
-    : [];
   process.stderr.write(
-    [`jitgate listening on ${jitgate.address} (policy revision ${jitgate.engine.active?.revision})`, ...metrics, ...next, ""].join("\n"),
+    servingBanner({
+      address: jitgate.address,
+      revision: jitgate.engine.active?.revision,
+      metricsUrl: jitgate.metricsUrl,
+      dev: config.identity.dev,
+    }),
   );
   let stopping = false;
   const stop = (signal: string) => {

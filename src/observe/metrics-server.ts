@@ -29,12 +29,19 @@ export interface HealthReport {
   };
 }
 
+/** A health answer already rendered: a cluster's primary reports on its workers (src/cli/serve-cluster.ts). */
+export interface RenderedHealth {
+  readonly serving: boolean;
+  readonly body: string;
+}
+
 export interface MetricsServerOptions {
   host: string;
   /** 0 picks a free port (tests). */
   port: number;
-  metrics: JitgateMetrics;
-  health: () => HealthReport;
+  /** One process's metrics, or a cluster's primary aggregating its workers'. */
+  metrics: Pick<JitgateMetrics, "metricsText" | "contentType">;
+  health: () => HealthReport | RenderedHealth;
   /** Told about a scrape or health check that threw; the client only sees a fixed 500 text. */
   onError?: (err: unknown) => void;
 }
@@ -95,7 +102,8 @@ async function answer(opts: MetricsServerOptions, req: IncomingMessage, res: Ser
       return send(res, req, 200, opts.metrics.contentType, text);
     }
     const report = opts.health();
-    return send(res, req, report.decisions.serving ? 200 : 503, "application/json", healthBody(report));
+    const health = "body" in report ? report : { serving: report.decisions.serving, body: healthBody(report) };
+    return send(res, req, health.serving ? 200 : 503, "application/json", health.body);
   } catch (err) {
     // The cause can hold internals (paths, SQL); it goes to the caller's log, never to the client.
     opts.onError?.(err);

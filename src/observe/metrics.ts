@@ -1,8 +1,10 @@
 // jitgate's Prometheus metrics. Each instance owns its own Registry, never prom-client's global one, so
 // several servers (tests, or a future embedded use) can live in one process without clashing series.
 // Values that other parts already know (grants, queue depth, bundle revision) are read by callbacks at scrape
-// time instead of being pushed, so they can never drift from the source.
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+// time instead of being pushed, so they can never drift from the source. In a cluster (`serve --workers`) the
+// primary aggregates the workers' registries (metricsJson) with prom-client's AggregatorRegistry: sums, except
+// gauges of one shared fact (grants, bundle, serving), which take the max.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, type MetricObjectWithValues, type MetricValue, Registry } from "prom-client";
 import type { ResourceLimit } from "../errors.ts";
 
 /** Where the scrape-time values come from; each callback is called once per scrape, so keep it cheap. */
@@ -37,6 +39,7 @@ type CounterChild = ReturnType<Counter["labels"]>;
 export class JitgateMetrics {
   readonly #registry = new Registry();
 
+  readonly #decisions: Counter<"result">;
   readonly #allowed: CounterChild;
   readonly #denied: CounterChild;
   readonly #decisionSeconds: Histogram;
@@ -61,6 +64,7 @@ export class JitgateMetrics {
       labelNames: ["result"] as const,
       registers,
     });
+    this.#decisions = decisions;
     this.#allowed = decisions.labels("allow");
     this.#denied = decisions.labels("deny");
     this.#failed = decisions.labels("error");
@@ -100,6 +104,7 @@ export class JitgateMetrics {
       name: "jitgate_active_grants",
       help: "Grants live right now.",
       registers,
+      aggregator: "max",
       collect() {
         this.set(sources.activeGrants());
       },
@@ -112,6 +117,7 @@ export class JitgateMetrics {
       help: "The policy bundle being served: 1 for its revision; no series before a bundle is active.",
       labelNames: ["revision"] as const,
       registers,
+      aggregator: "max",
       collect() {
         // Reset first, so a replaced revision disappears instead of lingering at 1.
         this.reset();
@@ -133,11 +139,13 @@ export class JitgateMetrics {
       name: "jitgate_policy_last_reload_success",
       help: "1 if the last policy bundle load was activated, 0 if it was rejected.",
       registers,
+      aggregator: "min",
     });
     this.#lastReloadTimestamp = new Gauge({
       name: "jitgate_policy_last_reload_timestamp_seconds",
       help: "When the last policy bundle load (activated or rejected) happened, in Unix seconds.",
       registers,
+      aggregator: "max",
     });
 
     new Gauge({
@@ -173,6 +181,7 @@ export class JitgateMetrics {
       name: "jitgate_serving",
       help: "1 while jitgate answers (policy loaded and store writable), else 0.",
       registers,
+      aggregator: "max",
       collect() {
         this.set(sources.serving() ? 1 : 0);
       },
@@ -228,6 +237,16 @@ export class JitgateMetrics {
     this.#reloadsRejected.inc();
     this.#lastReloadSuccess.set(0);
     this.#lastReloadTimestamp.set(atMs / 1000);
+  }
+
+  /** Decisions answered since start, all results (for a cluster worker's health report; not the hot path). */
+  async decisionsAnswered(): Promise<number> {
+    return (await this.#decisions.get()).values.reduce((sum, v) => sum + v.value, 0);
+  }
+
+  /** This registry as `AggregatorRegistry.aggregate` takes it, for a cluster's primary to aggregate. */
+  metricsJson(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
+    return this.#registry.getMetricsAsJSON();
   }
 
   /** The Prometheus text exposition; rejects if a source callback throws. */
