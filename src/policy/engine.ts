@@ -37,6 +37,17 @@ export interface BundleHolder {
   readonly verifiesBundles: boolean;
 }
 
+/** An entrypoint's raw answer as the contract's type; an answer that does not fit is a policy bug, never a decision. */
+export function decodedAnswer<T>(entrypoint: string, answer: Evaluated<unknown>, decode: (v: unknown) => T | undefined): Evaluated<T> {
+  const decoded = decode(answer.result);
+  if (decoded === undefined) {
+    throw new PolicyEvaluationError(
+      `policy ${entrypoint} (revision ${answer.revision}) answered ${JSON.stringify(answer.result) ?? "nothing"}, not a valid decision`,
+    );
+  }
+  return { result: decoded, revision: answer.revision };
+}
+
 export class PolicyEngine implements BundleHolder {
   readonly verifiesBundles = false;
   #active: { bundle: PolicyBundle; activatedAt: Date } | undefined;
@@ -99,13 +110,6 @@ export class PolicyEngine implements BundleHolder {
   }
 
   #typed<T>(entrypoint: string, input: object, decode: (v: unknown) => T | undefined): Evaluated<T> {
-    const { result, revision } = this.evaluate(entrypoint, input);
-    const decoded = decode(result);
-    if (decoded === undefined) {
-      throw new PolicyEvaluationError(
-        `policy ${entrypoint} (revision ${revision}) answered ${JSON.stringify(result) ?? "nothing"}, not a valid decision`,
-      );
-    }
-    return { result: decoded, revision };
+    return decodedAnswer(entrypoint, this.evaluate(entrypoint, input), decode);
   }
 }

@@ -7,7 +7,7 @@
 import { Worker } from "node:worker_threads";
 import { BundleError, PolicyEvaluationError, PolicyTimeout, Unavailable } from "../errors.ts";
 import type { PolicyBundle } from "./bundle.ts";
-import type { ActiveBundleInfo, BundleHolder, Evaluated } from "./engine.ts";
+import { type ActiveBundleInfo, type BundleHolder, decodedAnswer, type Evaluated } from "./engine.ts";
 import {
   type CheckDecision,
   decodeCheckDecision,
@@ -181,14 +181,7 @@ export class PolicyPool implements BundleHolder {
   }
 
   async #typed<T>(entrypoint: string, input: object, decode: (v: unknown) => T | undefined): Promise<Evaluated<T>> {
-    const { result, revision } = await this.evaluate(entrypoint, input);
-    const decoded = decode(result);
-    if (decoded === undefined) {
-      throw new PolicyEvaluationError(
-        `policy ${entrypoint} (revision ${revision}) answered ${JSON.stringify(result) ?? "nothing"}, not a valid decision`,
-      );
-    }
-    return { result: decoded, revision };
+    return decodedAnswer(entrypoint, await this.evaluate(entrypoint, input), decode);
   }
 
   #spawnGeneration(bundle: PolicyBundle, activatedAt: Date): Generation {
