@@ -4,34 +4,21 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, afterEach, before, beforeEach, describe, test } from "node:test";
 import { Access } from "../../src/access/access.ts";
-import { ChangeFeed } from "../../src/access/feed.ts";
 import type { Caller, DecisionRecord, GrantEvent } from "../../src/access/model.ts";
 import type { PolicyDecider } from "../../src/access/ports.ts";
 import { AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied } from "../../src/errors.ts";
-import { loadBundleFile } from "../../src/policy/bundle.ts";
-import { PolicyEngine } from "../../src/policy/engine.ts";
-import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite.ts";
-import { parseTokenConfig, TokenService } from "../../src/tokens/index.ts";
-import { REAL_BUNDLE, removeDir, tempDir } from "../support/bundles.ts";
+import type { PolicyEngine } from "../../src/policy/engine.ts";
+import type { SqliteStore } from "../../src/store/sqlite.ts";
+import { type AccessDomain, type AccessDomains, openAccessDomains, writeOrders } from "../support/access-domain.ts";
 import { DUE_PER_PASS } from "../../src/access/expiry.ts";
 import { storeGrant } from "../store/fixtures.ts";
 
 const T0 = Date.UTC(2026, 10, 23, 10, 0, 0);
-const engine = new PolicyEngine();
 const alice: Caller = { id: "alice", groups: ["engineering"] };
 const bob: Caller = { id: "bob", groups: ["dba"] };
 const carol: Caller = { id: "carol", groups: ["security"] };
 const admin: Caller = { id: "root", groups: ["jitgate-admins"] };
 
-const writeOrders = {
-  resource: "db/orders",
-  actions: ["write"],
-  durationS: 1800,
-  justification: "repair orders stuck in the PAYING state",
-  ticket: "INC-123",
-  emergency: false,
-  clientKey: "",
-};
 const readOrders = { ...writeOrders, actions: ["read"], durationS: 600 };
 const unusedPolicy: PolicyDecider = {
   requestPlan: () => assert.fail("not used"),
@@ -41,45 +28,25 @@ const unusedPolicy: PolicyDecider = {
 const at = (subject: Caller, action: string) => ({ subject, resource: "db/orders", action, context: { source_ip: "10.1.2.3" } });
 
 describe("access lifecycle", () => {
-  let dir: string;
+  let domains: AccessDomains;
+  let engine: PolicyEngine;
+  let domain: AccessDomain;
   let store: SqliteStore;
   let access: Access;
   let now: number;
-  let ids: number;
-  let tokens: TokenService;
   let decisions: DecisionRecord[];
   before(async () => {
-    dir = await tempDir();
     now = T0;
-    tokens = await TokenService.open(parseTokenConfig({ dataDir: dir }, dir), { now: () => now });
-    engine.activate(await loadBundleFile(REAL_BUNDLE));
+    domains = await openAccessDomains(() => now);
+    engine = domains.policy;
   });
-  after(() => removeDir(dir));
+  after(() => domains.remove());
   beforeEach((t) => {
     now = T0;
-    ids = 0;
-    decisions = [];
-    store = openSqliteStore(join(dir, `${t.name.replace(/\W+/g, "-").slice(0, 60)}.db`));
-    access = new Access(
-      {
-        store,
-        policy: engine,
-        clock: { now: () => now },
-        newId: () => `id-${++ids}`,
-        feed: new ChangeFeed(store),
-        adminGroups: ["jitgate-admins"],
-        auditorGroups: ["auditors"],
-        checkerGroups: ["services"],
-        tokens,
-        decisions: { admit: () => true, record: (d) => decisions.push(d) },
-      },
-      (err) => assert.fail(String(err)),
-    );
+    domain = domains.open({ file: join(domains.dir, `${t.name.replace(/\W+/g, "-").slice(0, 60)}.db`) });
+    ({ store, access, decisions } = domain);
   });
-  afterEach(() => {
-    access.stop();
-    store.close();
-  });
+  afterEach(() => domain.close());
   test("a grant is never honoured after it expires, even before any sweeper has run", async () => {
     const request = await access.requestAccess(alice, readOrders);
     assert.equal(request.state, "APPROVED");

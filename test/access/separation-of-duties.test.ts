@@ -3,73 +3,24 @@
 // Explicit look-alike attacks first, then properties over generated look-alikes (case, width, mathematical
 // fonts, Cyrillic and Greek homoglyphs, digits, combining marks, normalisation).
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, afterEach, before, beforeEach, describe, test } from "node:test";
 import fc from "fast-check";
-import { Access } from "../../src/access/access.ts";
-import { ChangeFeed } from "../../src/access/feed.ts";
+import type { Access } from "../../src/access/access.ts";
 import { callerIdProblem, displayId, samePerson } from "../../src/access/identities.ts";
 import type { AccessRequest, Caller, ReviewDecision } from "../../src/access/model.ts";
 import { PermissionDenied } from "../../src/errors.ts";
-import { loadBundleFile } from "../../src/policy/bundle.ts";
-import { PolicyEngine } from "../../src/policy/engine.ts";
-import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite.ts";
-import { parseTokenConfig, TokenService } from "../../src/tokens/index.ts";
-import { REAL_BUNDLE, removeDir, tempDir } from "../support/bundles.ts";
+import type { SqliteStore } from "../../src/store/sqlite.ts";
+import { type AccessDomain, type AccessDomains, openAccessDomains, writeOrders } from "../support/access-domain.ts";
 
 const T0 = Date.UTC(2026, 10, 23, 10, 0, 0);
-const engine = new PolicyEngine();
 const APPROVER_GROUPS = ["dba", "security"];
 
-// db/orders write: high tier, one dba and one security approval, distinct approvers (policies/catalog/data.json).
-const writeOrders = {
-  resource: "db/orders",
-  actions: ["write"],
-  durationS: 1800,
-  justification: "repair orders stuck in the PAYING state",
-  ticket: "INC-123",
-  emergency: false,
-  clientKey: "",
-};
-
-let dir: string;
-let tokens: TokenService;
-let stores = 0;
+/** Domains on fresh SQLite files in a temp dir, with a fixed clock. */
+let domains: AccessDomains;
 before(async () => {
-  dir = await tempDir();
-  tokens = await TokenService.open(parseTokenConfig({ dataDir: dir }, dir), { now: () => T0 });
-  engine.activate(await loadBundleFile(REAL_BUNDLE));
+  domains = await openAccessDomains(() => T0);
 });
-after(() => removeDir(dir));
-
-/** The domain on a fresh SQLite file in the temp dir, with a fixed clock. */
-function openDomain(): { access: Access; store: SqliteStore; close(): void } {
-  const store = openSqliteStore(join(dir, `domain-${++stores}.db`));
-  let ids = 0;
-  const access = new Access(
-    {
-      store,
-      policy: engine,
-      clock: { now: () => T0 },
-      newId: () => `req-${++ids}`,
-      feed: new ChangeFeed(store),
-      adminGroups: ["jitgate-admins"],
-      auditorGroups: ["auditors"],
-      checkerGroups: ["services"],
-      tokens,
-      decisions: { admit: () => true, record: () => undefined },
-    },
-    (err) => assert.fail(String(err)),
-  );
-  return {
-    access,
-    store,
-    close() {
-      access.stop();
-      store.close();
-    },
-  };
-}
+after(() => domains.remove());
 
 /** The PermissionDenied a review must end in, with its reason codes. */
 async function refusedReview(
@@ -99,10 +50,10 @@ const auditTrail = (store: SqliteStore, requestId: string) =>
     .map((e) => [e.kind, e.actor]);
 
 describe("separation of duties: look-alike attacks", () => {
-  let domain: ReturnType<typeof openDomain>;
+  let domain: AccessDomain;
   let access: Access;
   beforeEach(() => {
-    domain = openDomain();
+    domain = domains.open();
     access = domain.access;
   });
   afterEach(() => domain.close());
@@ -339,7 +290,7 @@ describe("separation of duties: generated look-alikes", () => {
         const variant = variantOf(v);
         fc.pre(variant !== v.base);
         const [requester, reviewer] = baseAsks ? [v.base, variant] : [variant, v.base];
-        const domain = openDomain();
+        const domain = domains.open();
         try {
           const pending = await domain.access.requestAccess({ id: requester, groups: ["engineering"] }, writeOrders);
           assert.equal(pending.state, "PENDING");

@@ -5,15 +5,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, afterEach, before, beforeEach, describe, test } from "node:test";
 import { type CryptoKey, generateKeyPair, SignJWT } from "jose";
-import { Access } from "../../src/access/access.ts";
-import { ChangeFeed } from "../../src/access/feed.ts";
+import type { Access } from "../../src/access/access.ts";
 import type { Caller, DecisionRecord } from "../../src/access/model.ts";
 import { Unauthenticated } from "../../src/errors.ts";
-import { loadBundleFile } from "../../src/policy/bundle.ts";
-import { PolicyEngine } from "../../src/policy/engine.ts";
-import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite.ts";
-import { parseTokenConfig, TokenService } from "../../src/tokens/index.ts";
-import { REAL_BUNDLE, removeDir, tempDir } from "../support/bundles.ts";
+import type { TokenService } from "../../src/tokens/index.ts";
+import { type AccessDomain, type AccessDomains, openAccessDomains } from "../support/access-domain.ts";
 
 const T0 = Date.UTC(2026, 10, 23, 10, 0, 0);
 const T0_S = T0 / 1000;
@@ -31,63 +27,45 @@ const question = { resource: "db/orders", action: "read", context: { source_ip: 
 const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
 
 describe("checks by token", () => {
-  const engine = new PolicyEngine();
-  let dir: string;
+  let domains: AccessDomains;
   let tokens: TokenService;
   let kid: string;
   let attacker: CryptoKey;
-  let store: SqliteStore;
+  let domain: AccessDomain;
   let access: Access;
   let now = T0;
   let decisions: DecisionRecord[];
   /** Every grant id the domain looked up in the store, in order. */
   let lookedUp: string[];
   before(async () => {
-    dir = await tempDir();
-    tokens = await TokenService.open(parseTokenConfig({ dataDir: dir }, dir), { now: () => now });
+    domains = await openAccessDomains(() => now);
+    tokens = domains.tokens;
     kid = (await tokens.jwks()).keys[0]?.kid as string;
     attacker = (await generateKeyPair("EdDSA")).privateKey;
-    engine.activate(await loadBundleFile(REAL_BUNDLE));
   });
-  after(() => removeDir(dir));
+  after(() => domains.remove());
   beforeEach((t) => {
     now = T0;
-    decisions = [];
     lookedUp = [];
-    let ids = 0;
-    store = openSqliteStore(join(dir, `${t.name.replace(/\W+/g, "-").slice(0, 60)}.db`));
-    const spied = new Proxy(store, {
-      get(target, prop) {
-        if (prop === "grant") {
-          return (id: string) => {
-            lookedUp.push(id);
-            return target.grant(id);
-          };
-        }
-        const value: unknown = Reflect.get(target, prop);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
+    domain = domains.open({
+      file: join(domains.dir, `${t.name.replace(/\W+/g, "-").slice(0, 60)}.db`),
+      storeView: (store) =>
+        new Proxy(store, {
+          get(target, prop) {
+            if (prop === "grant") {
+              return (id: string) => {
+                lookedUp.push(id);
+                return target.grant(id);
+              };
+            }
+            const value: unknown = Reflect.get(target, prop);
+            return typeof value === "function" ? value.bind(target) : value;
+          },
+        }),
     });
-    access = new Access(
-      {
-        store: spied,
-        policy: engine,
-        clock: { now: () => now },
-        newId: () => `id-${++ids}`,
-        feed: new ChangeFeed(spied),
-        adminGroups: ["jitgate-admins"],
-        auditorGroups: ["auditors"],
-        checkerGroups: ["services"],
-        tokens,
-        decisions: { admit: () => true, record: (d) => decisions.push(d) },
-      },
-      (err) => assert.fail(String(err)),
-    );
+    ({ access, decisions } = domain);
   });
-  afterEach(() => {
-    access.stop();
-    store.close();
-  });
+  afterEach(() => domain.close());
 
   /** Claims as jitgate signs them, for `grantId`. */
   const claims = (grantId: string) => ({

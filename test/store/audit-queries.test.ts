@@ -4,18 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import Database from "better-sqlite3";
-import { Access } from "../../src/access/access.ts";
 import { audit } from "../../src/access/audit.ts";
-import { ChangeFeed } from "../../src/access/feed.ts";
 import type { Caller, Grant, Review } from "../../src/access/model.ts";
-import { loadBundleFile } from "../../src/policy/bundle.ts";
-import { PolicyEngine } from "../../src/policy/engine.ts";
 import { auditRowHash, GENESIS_HASH, verifyAuditChain } from "../../src/store/audit-chain.ts";
 import { exportAudit, exportSql, history, HISTORY_SQL, POLICY_APPROVAL, WHO_HAD_SQL, whoHad } from "../../src/store/audit-queries.ts";
 import { migrate, MIGRATIONS } from "../../src/store/migrations.ts";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite.ts";
-import { parseTokenConfig, TokenService } from "../../src/tokens/index.ts";
-import { REAL_BUNDLE } from "../support/bundles.ts";
+import { openAccessDomains, writeOrders } from "../support/access-domain.ts";
 import { aGrant, aRequest, aReview, MINUTE, T0, withRaw } from "./fixtures.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "jitgate-audit-queries-"));
@@ -251,15 +246,6 @@ describe("on a trail written by the access domain (real policy, fake clock)", ()
   const bob: Caller = { id: "bob", groups: ["dba"] };
   const carol: Caller = { id: "carol", groups: ["security"] };
   const admin: Caller = { id: "root", groups: ["jitgate-admins"] };
-  const writeOrders = {
-    resource: "db/orders",
-    actions: ["write"],
-    durationS: 1800,
-    justification: "repair orders stuck in the PAYING state",
-    ticket: "INC-123",
-    emergency: false,
-    clientKey: "",
-  };
   let file: string;
   let approvedGrant: string;
   let autoGrant: string;
@@ -267,17 +253,8 @@ describe("on a trail written by the access domain (real policy, fake clock)", ()
   before(async () => {
     file = freshFile();
     let now = T0;
-    let ids = 0;
-    const engine = new PolicyEngine();
-    engine.activate(await loadBundleFile(REAL_BUNDLE));
-    const tokens = await TokenService.open(parseTokenConfig({ dataDir: dir }, dir), { now: () => now });
-    const store = openSqliteStore(file);
-    const deps = { store, policy: engine, clock: { now: () => now }, newId: () => `id-${++ids}`, feed: new ChangeFeed(store) };
-    const decisions = { admit: () => true, record: () => {} }; // checks are not what this trail is about
-    const access = new Access(
-      { ...deps, adminGroups: ["jitgate-admins"], auditorGroups: [], checkerGroups: [], tokens, decisions },
-      (err) => assert.fail(String(err)),
-    );
+    const domains = await openAccessDomains(() => now);
+    const { access, close } = domains.open({ file });
     const pending = await access.requestAccess(alice, writeOrders);
     now = T0 + MINUTE;
     await access.review(bob, { requestId: pending.id, decision: "approve", comment: "" });
@@ -289,8 +266,8 @@ describe("on a trail written by the access domain (real policy, fake clock)", ()
     await access.revokeGrant(admin, approvedGrant, "incident closed");
     now = T0 + 14 * MINUTE;
     access.expiry.runDue(); // the read grant expired at T0 + 13m
-    access.stop();
-    store.close();
+    close();
+    await domains.remove();
   });
 
   test("who-had names the reviewers of the approved grant and policy for the automatic one", () => {
