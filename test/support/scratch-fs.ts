@@ -109,10 +109,13 @@ function scratch(dir: string, cleanUp: () => void): ScratchFs {
   };
 }
 
+/** mkfs.ext4 and friends live in sbin, which a non-login PATH (a CI runner's) may leave out. */
+const WITH_SBIN = { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/local/sbin:/usr/sbin:/sbin` };
+
 /** Runs a command; undefined when it succeeded, else its first line of complaint. */
 function run(command: string, args: readonly string[]): string | undefined {
   try {
-    execFileSync(command, args, { stdio: ["ignore", "ignore", "pipe"], timeout: COMMAND_TIMEOUT_MS });
+    execFileSync(command, args, { stdio: ["ignore", "ignore", "pipe"], timeout: COMMAND_TIMEOUT_MS, env: WITH_SBIN });
     return undefined;
   } catch (err) {
     const said = (err as { stderr?: Buffer }).stderr?.toString().trim().split("\n")[0] || (err as Error).message;
