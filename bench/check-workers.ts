@@ -5,8 +5,8 @@ import { loadavg } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import { accessServiceDefinition, loadAccessPackage } from "../src/server/proto.ts";
 import { api, orderReadGrant, tokenFor } from "../test/support/api.ts";
-import { REAL_BUNDLE, removeDir, tempDir } from "../test/support/bundles.ts";
-import { spawnServe } from "../test/support/jitgate.ts";
+import { removeDir, tempDir } from "../test/support/bundles.ts";
+import { spawnDevServe } from "../test/support/jitgate.ts";
 import { runH2load, writeGrpcBody } from "./h2load.ts";
 
 const CONNECTIONS = 8;
@@ -17,19 +17,7 @@ type Unary = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: 
 
 async function run(workers: string): Promise<{ node: number; h2load: number }> {
   const dataDir = await tempDir("jitgate-bench-workers-");
-  const serve = await spawnServe([
-    "--dev",
-    "--workers",
-    workers,
-    "--listen",
-    "127.0.0.1:0",
-    "--data-dir",
-    dataDir,
-    "--bundle",
-    REAL_BUNDLE,
-    "--log-level",
-    "warn",
-  ]);
+  const serve = await spawnDevServe(dataDir, ["--workers", workers]);
   const holder = api(serve.address);
   await orderReadGrant(holder.as(await tokenFor(dataDir, "tess", ["engineering"])));
   holder.close();

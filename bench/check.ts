@@ -8,8 +8,8 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { DECISIONS_FILE } from "../src/store/decision-store.ts";
 import { api, type Caller, orderReadGrant, tokenFor } from "../test/support/api.ts";
-import { REAL_BUNDLE, removeDir, ROOT, tempDir } from "../test/support/bundles.ts";
-import { spawnServe } from "../test/support/jitgate.ts";
+import { removeDir, ROOT, tempDir } from "../test/support/bundles.ts";
+import { spawnDevServe } from "../test/support/jitgate.ts";
 import { pct } from "./stats.ts";
 
 const SEQUENTIAL = 3_000;
@@ -31,17 +31,7 @@ async function metric(url: string, name: string): Promise<number> {
 }
 
 const dataDir = await tempDir("jitgate-bench-check-");
-const jitgate = await spawnServe([
-  "--dev",
-  "--listen",
-  "127.0.0.1:0",
-  "--data-dir",
-  dataDir,
-  "--bundle",
-  REAL_BUNDLE,
-  "--log-level",
-  "warn",
-]);
+const jitgate = await spawnDevServe(dataDir);
 const baseline = await startBaseline();
 const jg = api(jitgate.address);
 const bl = api(baseline.address);

@@ -9,7 +9,7 @@ import Database from "better-sqlite3";
 import { DECISIONS_FILE } from "../src/store/decision-store.ts";
 import { type Api, api, type Caller, tokenFor, type UnaryMethods } from "../test/support/api.ts";
 import { REAL_BUNDLE, removeDir, ROOT } from "../test/support/bundles.ts";
-import { spawnServe } from "../test/support/jitgate.ts";
+import { spawnDevServe } from "../test/support/jitgate.ts";
 import * as watch from "./server-watch.ts";
 
 export type CheckRequest = UnaryMethods["Check"][0];
@@ -81,7 +81,7 @@ export async function startJitgate(under: string, bundle = REAL_BUNDLE): Promise
   const dataDir = await mkdtemp(join(under, "data-"));
   // One process: the bench reads that process's CPU and memory from /proc.
   process.env.JITGATE_WORKERS = "1";
-  const served = await spawnServe(["--dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--bundle", bundle, "--log-level", "error"]);
+  const served = await spawnDevServe(dataDir, [], bundle, "error");
   started(served.child);
   const client = api(served.address);
   const alice = client.as(await tokenFor(dataDir, "alice", ["engineering"]));

@@ -13,8 +13,8 @@ import { accessServiceDefinition, loadAccessPackage } from "../../src/server/pro
 import { STORE_FILE } from "../../src/store/sqlite.ts";
 import type { AccessRequest, CheckResponse, Grant } from "../support/api.ts";
 import { tokenFor } from "../support/api.ts";
-import { REAL_BUNDLE, removeDir, tempDir } from "../support/bundles.ts";
-import { spawnServe } from "../support/jitgate.ts";
+import { removeDir, tempDir } from "../support/bundles.ts";
+import { spawnDevServe } from "../support/jitgate.ts";
 
 const AccessClient = grpc.makeGenericClientConstructor(accessServiceDefinition(loadAccessPackage()), "AccessService");
 type Unary = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
@@ -84,19 +84,7 @@ describe("jitgate serve --workers 2", { timeout: 120_000 }, () => {
 
   before(async () => {
     dataDir = await tempDir("jitgate-workers-");
-    serve = await spawnServe([
-      "--dev",
-      "--workers",
-      "2",
-      "--listen",
-      "127.0.0.1:0",
-      "--data-dir",
-      dataDir,
-      "--bundle",
-      REAL_BUNDLE,
-      "--log-level",
-      "warn",
-    ]);
+    serve = await spawnDevServe(dataDir, ["--workers", "2"]);
     checker = await tokenFor(dataDir, "svc-orders", ["jitgate-checkers"]);
   });
   after(async () => {

@@ -10,7 +10,7 @@ import type { ServeFlags } from "../../src/config.ts";
 import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
 import { type Api, api, bearerMetadata, failsWith, status, tokenFor } from "../support/api.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
-import { startTestJitgate } from "../support/jitgate.ts";
+import { healthStatus, startTestJitgate } from "../support/jitgate.ts";
 
 const auditor = { id: "test-auditor", groups: ["jitgate-auditors"] };
 /** db/orders write needs two approvals: with `wait` the call stays in flight until its deadline. */
@@ -85,6 +85,9 @@ describe("admission over gRPC", () => {
     // A watch is a call in flight too, refused the same way.
     const watch = checker.watch({});
     await assert.rejects(watch.next(2_000), (err: grpc.ServiceError) => err.code === status.RESOURCE_EXHAUSTED);
+    // Health is never refused: a load balancer must still see this server serving while it is at its limit.
+    assert.equal(await healthStatus(server.jitgate.address, ""), "SERVING");
+    assert.equal(await healthStatus(server.jitgate.address, "jit.v1.AccessService"), "SERVING");
 
     // The waits end at their deadlines (the requests stay pending) and give their places back.
     await Promise.all(held);

@@ -33,6 +33,11 @@ export function healthStatus(address: string, service = ""): Promise<string> {
   });
 }
 
+/** `jitgate serve --dev` as a child process on a free loopback port over `dataDir`, with `bundle` and quiet logs. */
+export function spawnDevServe(dataDir: string, extra: readonly string[] = [], bundle = REAL_BUNDLE, logLevel = "warn") {
+  return spawnServe(["--dev", ...extra, "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--bundle", bundle, "--log-level", logLevel]);
+}
+
 /**
  * `jitgate serve` as a child process (run by this Node directly, so the pid is the server itself and a signal
  * reaches it), with metrics on a free port; resolves once it prints its listening line.

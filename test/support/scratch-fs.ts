@@ -26,13 +26,22 @@ export interface Ext4Fs extends ScratchFs {
   turnReadOnly(): void;
 }
 
-/** A tmpfs of `bytes` on a fresh temp dir, or why none can be mounted here. */
+/**
+ * Why no scratch file system can be mounted, for the test to skip on, but only where mounting needs a
+ * privilege this user lacks: as root (CI here) a failed mount is a failure, never a silent skip.
+ */
+function unmountable(why: string): string {
+  if (process.getuid?.() === 0) throw new Error(`${why}: root should be able to mount it; the disk-fault tests cannot run`);
+  return why;
+}
+
+/** A tmpfs of `bytes` on a fresh temp dir, or (not as root) why none can be mounted here. */
 export function mountTmpfs(bytes: number): ScratchFs | string {
   const dir = mkdtempSync(join(tmpdir(), "jitgate-tmpfs-"));
   const failed = run("mount", ["-t", "tmpfs", "-o", `size=${bytes},mode=0700`, "tmpfs", dir]);
   if (failed !== undefined) {
     rmSync(dir, { recursive: true, force: true });
-    return `cannot mount a tmpfs here (${failed})`;
+    return unmountable(`cannot mount a tmpfs here (${failed})`);
   }
   return scratch(dir, () => undefined);
 }
@@ -49,7 +58,7 @@ export function mountExt4(bytes: number): Ext4Fs | string {
     run("mkfs.ext4", ["-q", "-F", "-m", "0", image]) ?? run("mount", ["-t", "ext4", "-o", "loop,errors=remount-ro", image, dir]);
   if (failed !== undefined) {
     rmSync(home, { recursive: true, force: true });
-    return `cannot mount an ext4 image here (${failed})`;
+    return unmountable(`cannot mount an ext4 image here (${failed})`);
   }
   const device = execFileSync("findmnt", ["-n", "-o", "SOURCE", dir], { encoding: "utf8", timeout: COMMAND_TIMEOUT_MS }).trim();
   const fs = scratch(dir, () => rmSync(home, { recursive: true, force: true }));
