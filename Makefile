@@ -24,10 +24,11 @@ export npm_config_nodedir = $(firstword $(wildcard $(NODE_HOME)/node_modules/nod
 endif
 DEPS := node_modules/.package-lock.json
 
-.PHONY: help run dev demo test check typecheck lint policy-check policy-test bundle opa capabilities bench enforce-package clean
+.PHONY: help run dev demo test test-long check typecheck lint policy-check policy-test bundle opa capabilities bench enforce-package clean
 help:
 	@echo "make run     install what is missing, build the policy bundle, start jitgate on 127.0.0.1:7443"
 	@echo "make test    everything CI runs: policy checks and tests, type checks, lint, unit and end-to-end tests"
+	@echo "make test-long  the long fault runs, not part of make test: a 15 s write lock, a 10 s run-away rule, 20 SIGKILLs under load"
 	@echo "make dev     like run, and rebuild the bundle whenever a file under policies/ changes"
 	@echo "make bundle  compile policies/ to $(BUNDLE)"
 	@echo "make demo    the whole story on loopback: request, approvals, token, calls, revocation"
@@ -82,6 +83,10 @@ check: policy-check policy-test typecheck lint
 # ends the run with a failure instead of hanging it.
 test: check $(BUNDLE)
 	timeout 1500 node --test --test-concurrency=1 --test-timeout=120000 --test-reporter=spec --test-reporter-destination=stdout "test/**/*.test.ts"
+
+# The long fault runs (a 15 s lock, a 10 s run-away rule, 20 SIGKILLs under load); not part of make test.
+test-long: $(BUNDLE) $(DEPS)
+	timeout 1200 node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec --test-reporter-destination=stdout "test/long/*.long.ts"
 
 run: $(BUNDLE) $(DEPS)
 	./bin/jitgate serve --dev

@@ -9,6 +9,7 @@ import { ReflectionService } from "@grpc/reflection";
 import { Access } from "./access/access.ts";
 import { tapCommittedAudit } from "./access/audit-tap.ts";
 import { ChangeFeed } from "./access/feed.ts";
+import { LiveGrantIndex } from "./access/live-grants.ts";
 import type { DecisionRecord } from "./access/model.ts";
 import type { Clock, DecisionSink } from "./access/ports.ts";
 import { RequestRateLimit } from "./access/rate-limit.ts";
@@ -153,6 +154,8 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
         clock,
         newId: randomUUID,
         feed: new ChangeFeed(store),
+        // Loaded once here, then kept exact against the store before every read (see live-grants.ts).
+        liveGrants: new LiveGrantIndex(store, clock.now()),
         adminGroups: config.adminGroups,
         auditorGroups: config.auditorGroups,
         checkerGroups: config.checkerGroups,

@@ -1,6 +1,6 @@
-// Check: may this subject do this action on this resource now? One indexed read of the subject's live
-// grants on the resource, then the policy (off this thread, within its budget), then a confirmation that an
-// allowing grant is still live. Every check leaves a decision record (handed to the decision sink, which
+// Check: may this subject do this action on this resource now? The subject's live grants on the resource from
+// the live-grant index (memory, kept exact against the store), then the policy (off this thread, within its
+// budget), then a confirmation that an allowing grant is still live. Every check leaves a decision record (handed to the decision sink, which
 // writes it later in a batch).
 import { JitgateError, PermissionDenied, PolicyEvaluationError, PolicyTimeout, type ReasonDetail } from "../errors.ts";
 import { type AccessDeps, admitDecision, mayCheckOthers } from "./deps.ts";
@@ -81,7 +81,8 @@ export async function checkAs(deps: AccessDeps, caller: Caller, input: CheckInpu
 }
 
 function stillLive(deps: AccessDeps, input: CheckInput, grantId: string): boolean {
-  return deps.store.liveGrantsOn(input.subject.id, input.resource, deps.clock.now()).some((g) => g.id === grantId);
+  const g = deps.liveGrants.confirm(grantId, deps.clock.now());
+  return g !== undefined && g.subject === input.subject.id && g.resource === input.resource;
 }
 
 /** A denial decided before (or instead of) the policy. */
@@ -142,7 +143,7 @@ export function recordDecision(deps: AccessDeps, started: number, q: DecisionQue
  */
 export async function decide(deps: AccessDeps, input: CheckInput, onlyGrant?: string): Promise<CheckResult> {
   const now = deps.clock.now();
-  const live = deps.store.liveGrantsOn(input.subject.id, input.resource, now);
+  const live = deps.liveGrants.on(input.subject.id, input.resource, now);
   const grants = onlyGrant === undefined ? live : live.filter((g) => g.id === onlyGrant);
   let answer: Awaited<ReturnType<AccessDeps["policy"]["checkDecision"]>>;
   try {

@@ -1,12 +1,15 @@
 // Everything the access lifecycle runs on, passed in by the composition root (src/app.ts) or a test.
 import { ResourceExhausted } from "../errors.ts";
 import type { ChangeFeed } from "./feed.ts";
+import type { LiveGrantIndex } from "./live-grants.ts";
 import type { Caller } from "./model.ts";
 import type { AccessStore, Clock, DecisionSink, PolicyDecider, TokenPort } from "./ports.ts";
 import type { RequestRateLimit } from "./rate-limit.ts";
 
 export interface AccessDeps {
   readonly store: AccessStore;
+  /** The live grants a Check reads, kept exact against the store (see live-grants.ts). */
+  readonly liveGrants: LiveGrantIndex;
   readonly policy: PolicyDecider;
   readonly clock: Clock;
   readonly newId: () => string;

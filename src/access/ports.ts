@@ -82,8 +82,14 @@ export interface AccessReads {
   liveGrantsOf(subject: string, now: number): readonly Grant[];
   /** The access check's read: one indexed query for the subject's live grants on one resource. */
   liveGrantsOn(subject: string, resource: string, now: number): readonly LiveGrant[];
-  /** Grant events with seq > `after`, oldest first, at most `limit`. */
+  /** Grant events with seq > `after`, oldest first, at most `limit`; each with its grant as stored now. */
   grantEventsAfter(after: number, limit: number): readonly GrantEvent[];
+  /** Every grant not revoked and not expired at `now`, and the latest grant event seq, from one snapshot. */
+  liveGrantSnapshot(now: number): { readonly seq: number; readonly grants: readonly Grant[] };
+  /** A number that differs from every earlier answer once any transaction has committed to the store since. */
+  changeMark(): number;
+  /** Like changeMark, for this connection's own commits only; free (no store call). */
+  localChangeMark(): number;
   latestGrantEventSeq(): number;
   /** A seq after which every REVOKED event of a grant not expired at `now` lies (the latest seq when there is none). */
   revocationsInForceAfter(now: number): number;

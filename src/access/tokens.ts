@@ -5,7 +5,7 @@ import { FailedPrecondition, Unauthenticated } from "../errors.ts";
 import { audit } from "./audit.ts";
 import { type CheckResult, decide, failureReason, recordDecision, refusal } from "./check.ts";
 import { type AccessDeps, admitDecision } from "./deps.ts";
-import { type Caller, type Grant, grantStatus } from "./model.ts";
+import { type Caller, type GrantStatus, grantStatus } from "./model.ts";
 import type { VerifiedToken } from "./ports.ts";
 import { grantRefusal } from "./read-scope.ts";
 
@@ -53,7 +53,7 @@ export async function checkToken(deps: AccessDeps, input: TokenCheckInput): Prom
   const started = performance.now();
   const question = { caller: input.caller ?? "", subject: "", resource: input.resource, action: input.action };
   let verified: VerifiedToken;
-  let grant: Grant;
+  let grant: TokenGrant;
   try {
     // Signature first: until it holds, nothing the token claims is looked up, so a forged token cannot tell
     // an outsider whether a grant id exists.
@@ -77,22 +77,35 @@ export async function checkToken(deps: AccessDeps, input: TokenCheckInput): Prom
   return result;
 }
 
+/** The grant a token names: from the live-grant index when live, else as stored (to say why it no longer counts). */
+interface TokenGrant {
+  readonly id: string;
+  readonly subject: string;
+  readonly resource: string;
+  readonly audience: string;
+  readonly status: GrantStatus;
+}
+
 /** The grant a verified token speaks for; a token for another audience than its grant's is not trusted. */
-function grantOfToken(deps: AccessDeps, verified: VerifiedToken): Grant {
-  const grant = deps.store.grant(verified.grantId);
+function grantOfToken(deps: AccessDeps, verified: VerifiedToken): TokenGrant {
+  const now = deps.clock.now();
+  const live = deps.liveGrants.find(verified.grantId, now);
+  const stored = live === undefined ? deps.store.grant(verified.grantId) : undefined;
+  const grant = live ?? stored;
   if (!grant) throw new Unauthenticated("TOKEN_CLAIMS_INVALID: the token names no grant jitgate knows");
   if (grant.audience !== verified.audience)
     throw new Unauthenticated("TOKEN_WRONG_AUDIENCE: the token is for another audience than its grant's");
-  return grant;
+  // Not in the index: revoked or expired (a stored grant the index lacks is not honoured either: decide finds no grant).
+  const status = stored === undefined ? "ACTIVE" : grantStatus(stored, now);
+  return { id: grant.id, subject: grant.subject, resource: grant.resource, audience: grant.audience, status };
 }
 
-async function decideByToken(deps: AccessDeps, input: TokenCheckInput, verified: VerifiedToken, grant: Grant): Promise<CheckResult> {
+async function decideByToken(deps: AccessDeps, input: TokenCheckInput, verified: VerifiedToken, grant: TokenGrant): Promise<CheckResult> {
   const now = deps.clock.now();
   const refuse = (code: string, message: string) => refusal(deps, now, { code, message, grant_id: verified.grantId });
   if (grant.subject !== verified.subject) return refuse("token_grant_unknown", "the token's grant does not exist");
-  const status = grantStatus(grant, now);
-  if (status === "REVOKED") return refuse("grant_revoked", "the token's grant has been revoked");
-  if (status === "EXPIRED") return refuse("grant_expired", "the token's grant has expired");
+  if (grant.status === "REVOKED") return refuse("grant_revoked", "the token's grant has been revoked");
+  if (grant.status === "EXPIRED") return refuse("grant_expired", "the token's grant has expired");
   if (grant.resource !== input.resource) return refuse("token_wrong_resource", "the token's grant is for another resource");
   if (!verified.actions.includes(input.action)) return refuse("action_not_in_token", "the token does not carry this action");
   // Only this grant counts: a token speaks for one grant, not for everything its subject holds.

@@ -186,12 +186,18 @@ function pinnedOptions(
   return { options, ttl };
 }
 
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
 /** The checks that need no key: size, a decodable header, an allowed algorithm, a kid and no key references. */
 function checkStructure(token: string): ProtectedHeaderParameters {
   if (typeof token !== "string" || token.trim() === "") throw new TokenRejected("TOKEN_MISSING", "no access token was presented");
   if (token.length > MAX_ACCESS_TOKEN_BYTES) {
     throw new TokenRejected("TOKEN_TOO_LARGE", `access token is larger than ${MAX_ACCESS_TOKEN_BYTES} bytes`);
   }
+  // Three base64url parts and nothing else: decoders skip spaces and stray characters, so without this one
+  // token would have many spellings (each verifying, each a different cache key and log entry).
+  if (!COMPACT_JWS.test(token))
+    throw new TokenRejected("TOKEN_MALFORMED", "access token is not a compact JWS (base64url parts joined by dots)");
   let header: ProtectedHeaderParameters;
   try {
     header = decodeProtectedHeader(token);

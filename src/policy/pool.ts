@@ -38,6 +38,8 @@ interface Pending {
   readonly item: EvalItem;
   readonly resolve: (value: Evaluated<unknown>) => void;
   readonly reject: (err: Error) => void;
+  /** Sent before, in a batch that was stopped or lost: it runs again in a batch of such evaluations only. */
+  retried?: boolean;
 }
 
 interface Slot {
@@ -62,10 +64,25 @@ const WORKER_FILE = new URL("./pool-worker.ts", import.meta.url);
 const QUARANTINE_MS = 10_000;
 const QUARANTINE_MAX = 1_000;
 
-/** A question as the quarantine knows it: the entrypoint and the input without its `now`. */
+/**
+ * A question as the quarantine knows it. For a check: who is checked for what (subject, resource, action), not
+ * the whole input, so a caller varying the rest (a context key, the groups) cannot make every variant cost a
+ * run-away evaluation and a worker restart: once one has run away, checks of the same subject, resource and action
+ * are refused for QUARANTINE_MS. Requests and reviews are limited per requester already (and carry the text their
+ * author typed): for them, and any other entrypoint, the whole input but its `now`.
+ */
 function questionKey(entrypoint: string, input: unknown): string {
+  if (entrypoint === ENTRYPOINTS.checkDecision) {
+    const i = (input ?? {}) as { subject?: { id?: unknown }; resource?: unknown; action?: unknown };
+    return `${entrypoint}\n${JSON.stringify([i.subject?.id, i.resource, i.action])}`;
+  }
   const timeless = input !== null && typeof input === "object" && !Array.isArray(input) ? { ...input, now: undefined } : input;
   return `${entrypoint}\n${JSON.stringify(timeless ?? null)}`;
+}
+
+/** What the quarantine compares, in words, for the refusal's message. */
+function sameQuestion(entrypoint: string): string {
+  return entrypoint === ENTRYPOINTS.checkDecision ? "a check of the same subject, resource and action" : "the same question";
 }
 
 export class PolicyPool implements BundleHolder {
@@ -151,7 +168,7 @@ export class PolicyPool implements BundleHolder {
     if (this.#closed) return Promise.reject(new Unavailable("the policy pool is closed"));
     if (!this.#serving && !this.#loading) return Promise.reject(new Unavailable("no policy bundle is loaded"));
     if (this.#quarantine.size > 0) {
-      const refused = this.#quarantined(questionKey(entrypoint, input));
+      const refused = this.#quarantined(entrypoint, questionKey(entrypoint, input));
       if (refused) return Promise.reject(refused);
     }
     return new Promise((resolve, reject) => {
@@ -266,12 +283,25 @@ export class PolicyPool implements BundleHolder {
     for (const slot of generation.slots) {
       if (this.#queue.length === 0) break;
       if (!slot.ready || slot.dead || slot.inFlight) continue;
-      const pendings = this.#queue.splice(0, this.#opts.maxBatch);
+      const pendings = this.#queue.splice(0, this.#batchSize());
       const seq = ++this.#seq;
       slot.inFlight = { seq, pendings };
       slot.worker.postMessage({ t: "eval", seq, items: pendings.map((p) => p.item), epoch: this.#epoch });
     }
     this.#armWatchdog();
+  }
+
+  /**
+   * How many queued evaluations the next batch takes. Those that come back from a stopped batch travel together
+   * and with nothing new: a stream of run-away questions, each joining a batch of innocent ones, could otherwise
+   * have the innocent ones stopped and sent again forever. Each such batch removes at least one run-away.
+   */
+  #batchSize(): number {
+    const max = this.#opts.maxBatch;
+    if (this.#queue[0]?.retried !== true) return max;
+    let n = 1;
+    while (n < max && this.#queue[n]?.retried === true) n++;
+    return n;
   }
 
   #settle(slot: Slot, seq: number, results: readonly EvalOutcome[]): void {
@@ -294,9 +324,15 @@ export class PolicyPool implements BundleHolder {
   #lost(slot: Slot, _why: Error): void {
     const batch = slot.inFlight;
     slot.inFlight = undefined;
-    if (batch) this.#queue.unshift(...batch.pendings);
+    if (batch) this.#requeue(batch.pendings);
     this.#replace(slot);
     this.#flush();
+  }
+
+  /** Evaluations of a batch that was stopped or lost, back at the front of the queue (see #batchSize). */
+  #requeue(pendings: Pending[]): void {
+    for (const p of pendings) p.retried = true;
+    this.#queue.unshift(...pendings);
   }
 
   #replace(slot: Slot): void {
@@ -382,9 +418,9 @@ export class PolicyPool implements BundleHolder {
         this.#remember(slow.item, revision);
       }
       // The others of its batch did nothing wrong: they run again on another worker.
-      this.#queue.unshift(...batch.pendings.filter((_, i) => i !== index));
+      this.#requeue(batch.pendings.filter((_, i) => i !== index));
     } else if (batch) {
-      this.#queue.unshift(...batch.pendings);
+      this.#requeue(batch.pendings);
     }
     this.#replace(slot);
     this.#flush();
@@ -392,7 +428,7 @@ export class PolicyPool implements BundleHolder {
 
   /** Stops every worker of a loading generation; its `loaded` then rejects and activate reports why. */
   /**
-   * The same question asked again (everything but `now` alike) is refused at once for QUARANTINE_MS: each stop
+   * The same question asked again (see questionKey) is refused at once for QUARANTINE_MS: each stop
    * costs a worker restart (~120-170 ms of CPU), so a caller repeating a run-away question must not make the
    * pool restart workers over and over. A new bundle forgets every quarantined question.
    */
@@ -402,7 +438,7 @@ export class PolicyPool implements BundleHolder {
     this.#quarantine.set(questionKey(item.entrypoint, input), { until: performance.now() + QUARANTINE_MS, revision });
   }
 
-  #quarantined(key: string): PolicyTimeout | undefined {
+  #quarantined(entrypoint: string, key: string): PolicyTimeout | undefined {
     const entry = this.#quarantine.get(key);
     if (!entry) return undefined;
     if (entry.until <= performance.now() || entry.revision !== this.#serving?.bundle.revision) {
@@ -410,7 +446,7 @@ export class PolicyPool implements BundleHolder {
       return undefined;
     }
     return new PolicyTimeout(
-      `the same question ran past the ${this.#opts.timeoutMs} ms policy budget (revision ${entry.revision}) moments ago; refused without evaluating it again for up to ${QUARANTINE_MS / 1000} s`,
+      `${sameQuestion(entrypoint)} ran past the ${this.#opts.timeoutMs} ms policy budget (revision ${entry.revision}) moments ago; refused without evaluating it again for up to ${QUARANTINE_MS / 1000} s`,
     );
   }
 

@@ -96,6 +96,10 @@ export class SqliteStore implements AccessStore {
   /** How many of our transaction functions are running; > 0 while the caller's transaction is open. */
   #depth = 0;
   readonly #writeBudgetMs: number;
+  /** The change mark (see changeMark), and SQLite's data_version when it was last looked at. */
+  #mark = 0;
+  #dataVersion = -1;
+  #localCommits = 0;
 
   /** Use openSqliteStore: it sets the pragmas and migrates the schema first. */
   constructor(db: Database.Database, options: { readonly now?: (() => number) | undefined; readonly writeBudgetMs?: number } = {}) {
@@ -241,6 +245,27 @@ export class SqliteStore implements AccessStore {
   liveGrantsOn(subject: string, resource: string, now: number): readonly LiveGrant[] {
     const rows = this.#guard(() => this.#sql.liveGrantsOn.all(subject, resource, now));
     return rows.map((row) => liveGrantOf(row, this.#actionLists));
+  }
+
+  liveGrantSnapshot(now: number): { seq: number; grants: readonly Grant[] } {
+    return this.#read(() => ({ seq: this.#sql.latestGrantEventSeq.get() ?? 0, grants: this.#sql.allLiveGrants.all(now).map(grantOf) }));
+  }
+
+  /**
+   * Differs from every earlier answer once a transaction has committed since: by another connection (SQLite's
+   * data_version moved) or by this one (counted in #write). One pragma, no table read.
+   */
+  changeMark(): number {
+    const version = this.#guard(() => this.#sql.dataVersion.get()) ?? 0;
+    if (version !== this.#dataVersion) {
+      this.#dataVersion = version;
+      this.#mark++;
+    }
+    return this.#mark;
+  }
+
+  localChangeMark(): number {
+    return this.#localCommits;
   }
 
   grantEventsAfter(after: number, limit: number): readonly GrantEvent[] {
@@ -413,7 +438,11 @@ export class SqliteStore implements AccessStore {
       throw err;
     }
     // Only a commit says writes are possible; a savepoint released inside a caller's transaction is not one yet.
-    if (outermost) this.#writes.succeeded();
+    if (outermost) {
+      this.#mark++;
+      this.#localCommits++;
+      this.#writes.succeeded();
+    }
     return result;
   }
 

@@ -40,6 +40,8 @@ export interface Statements {
   readonly grantById: Statement<[string], GrantRow>;
   readonly liveGrantsOf: Statement<[string, number], GrantRow>;
   readonly liveGrantsOn: Statement<[string, string, number], LiveGrantRow>;
+  readonly allLiveGrants: Statement<[number], GrantRow>;
+  readonly dataVersion: Statement<[], number>;
   readonly insertGrant: Statement<[Params]>;
   readonly insertGrantEvent: Statement<[string, string, number]>;
   readonly revokeLiveGrant: Statement<[Params], GrantRow>;
@@ -85,6 +87,8 @@ export function prepareStatements(db: Database): Statements {
     liveGrantsOf: db.prepare(
       `SELECT ${GRANT_COLUMNS} FROM grants WHERE subject = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at, id`,
     ),
+    allLiveGrants: db.prepare(`SELECT ${GRANT_COLUMNS} FROM grants WHERE revoked_at IS NULL AND expires_at > ?`),
+    dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
     liveGrantsOn: db.prepare(
       "SELECT id, actions, expires_at FROM grants WHERE subject = ? AND resource = ? AND revoked_at IS NULL AND expires_at > ?",
     ),

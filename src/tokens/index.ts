@@ -9,6 +9,7 @@ import {
   verifyAccessTokenOfAnyAudience,
   type VerifyAccessTokenOptions,
 } from "../enforce/verify.ts";
+import { VerifiedTokenCache } from "../enforce/verified-cache.ts";
 import { Unauthenticated } from "../errors.ts";
 import type { TokenConfig } from "./config.ts";
 import { type IssuedToken, issueAccessToken, type TokenGrant } from "./issue.ts";
@@ -33,10 +34,20 @@ export interface TokenClock {
   now(): number;
 }
 
+/**
+ * A Check by token verifies each distinct token once, then serves its verified claims by the token's exact text
+ * until its exp, and at most this long: the ring re-reads the key directory about as often, so a key an operator
+ * removes stops verifying from the cache within the same bound as without it. Revocation is not cached: the
+ * Check reads the grant's state on every call.
+ */
+const VERIFIED_TOKEN_MAX_AGE_MS = 1_000;
+const VERIFIED_TOKEN_MAX_ENTRIES = 10_000;
+
 export class TokenService {
   readonly #config: TokenConfig;
   readonly #clock: TokenClock;
   readonly #ring: KeyRing;
+  readonly #verified: VerifiedTokenCache<VerifiedAccessToken>;
   /** The key resolver over the current JWKS, rebuilt only when the published kids change. */
   #keySet: { kids: string; keys: JWTVerifyGetKey } | undefined;
 
@@ -44,6 +55,7 @@ export class TokenService {
     this.#config = config;
     this.#clock = clock;
     this.#ring = ring;
+    this.#verified = new VerifiedTokenCache({ maxEntries: VERIFIED_TOKEN_MAX_ENTRIES, maxAgeMs: VERIFIED_TOKEN_MAX_AGE_MS, clock });
   }
 
   /** Opens (on first start: creates) the signing keys in `<dataDir>/signing-keys`. */
@@ -79,8 +91,13 @@ export class TokenService {
    * with the token's grant (jitgate's Check does). Refusals as in `verify`.
    */
   async verifyIssued(token: string): Promise<VerifiedAccessToken> {
+    const known = this.#verified.get(token);
+    if (known !== undefined) return known;
     const keys = await this.#currentKeys();
-    return unauthenticatedIfRejected(verifyAccessTokenOfAnyAudience(token, keys, this.#verifyOptions()));
+    const verified = await unauthenticatedIfRejected(verifyAccessTokenOfAnyAudience(token, keys, this.#verifyOptions()));
+    // Only what verified is kept; a refused token is checked again on every call.
+    this.#verified.set(token, verified, verified.expiresAt);
+    return verified;
   }
 
   /** Signs with the active key (audit checkpoints use it: their key is the one published in the JWKS). */

@@ -8,6 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
 import { Access } from "../../src/access/access.ts";
 import { ChangeFeed } from "../../src/access/feed.ts";
+import { LiveGrantIndex } from "../../src/access/live-grants.ts";
 import type { Caller, DecisionRecord } from "../../src/access/model.ts";
 import type { PolicyDecider, TokenPort } from "../../src/access/ports.ts";
 import { DecisionLog, type DecisionWriter } from "../../src/decisions/decision-log.ts";
@@ -98,6 +99,7 @@ describe("checks while the decision log is stalled", () => {
         clock: { now: () => T0 },
         newId: () => `d-${++ids}`,
         feed: new ChangeFeed(store),
+        liveGrants: new LiveGrantIndex(store, T0),
         adminGroups: [],
         auditorGroups: [],
         checkerGroups: ["services"],

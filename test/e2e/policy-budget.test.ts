@@ -132,9 +132,10 @@ describe("policy time budget", () => {
     await rename(`${bundle}.tmp`, bundle);
     await rejected;
     assert.equal(jitgate.engine.active?.revision, serving, "still serving the good bundle");
-    const alice = client.as(await tokenFor(join(dir, "data"), "alice", ["engineering"]));
-    const check = await alice.call("Check", {
-      subject: "alice",
+    // Dana: alice's checks of db/orders are quarantined for a while after her run-away one (the first test).
+    const dana = client.as(await tokenFor(join(dir, "data"), "dana", ["engineering"]));
+    const check = await dana.call("Check", {
+      subject: "dana",
       subject_groups: ["engineering"],
       resource: "db/orders",
       action: "read",

@@ -90,8 +90,10 @@ describe("policy pool", () => {
       await slow;
       assert.deepEqual(order, ["fast answered", "slow stopped"]);
       assert.deepEqual(timeouts, [`jit/check/decision@${slowOnOne.revision}`]);
-      // The stopped worker was replaced: the pool keeps answering, many at once.
-      const later = await Promise.all(Array.from({ length: 50 }, () => pool.checkDecision(CHECK)));
+      // The stopped worker was replaced: the pool keeps answering, many at once (for another subject: alice's
+      // checks of this resource and action are quarantined for a while, see the next test).
+      const dana = { ...CHECK, subject: { id: "dana", groups: ["engineering"] } };
+      const later = await Promise.all(Array.from({ length: 50 }, () => pool.checkDecision(dana)));
       assert.ok(later.every((a) => a.result.allow));
     } finally {
       await pool.close();
@@ -105,15 +107,20 @@ describe("policy pool", () => {
       await pool.activate(slowOnOne);
       const burn = { ...CHECK, context: { ...CHECK.context, burn: "yes" } };
       await assert.rejects(pool.checkDecision(burn), /did not answer within 200 ms/);
-      // A moment later (a new `now`), the same question: refused without being evaluated.
-      await assert.rejects(pool.checkDecision({ ...burn, now: NOW + 1 }), (err: unknown) => {
-        assert.ok(err instanceof PolicyTimeout);
-        assert.match(err.message, /the same question ran past the 200 ms policy budget/);
-        return true;
-      });
+      // A moment later (a new `now`), the same question, or the same subject, resource and action with another
+      // context (a caller varying a key to dodge the quarantine): refused without being evaluated.
+      for (const again of [{ ...burn, now: NOW + 1 }, { ...burn, context: { ...burn.context, n: "2" } }, CHECK]) {
+        await assert.rejects(pool.checkDecision(again), (err: unknown) => {
+          assert.ok(err instanceof PolicyTimeout);
+          assert.equal(err.reason, "policy_timeout");
+          assert.match(err.message, /a check of the same subject, resource and action ran past the 200 ms policy budget/);
+          return true;
+        });
+      }
       assert.deepEqual(timeouts, ["jit/check/decision"], "no second worker was stopped");
       // Other questions are evaluated as usual, the burning one for another subject too.
-      assert.equal((await pool.checkDecision(CHECK)).result.allow, true);
+      assert.equal(typeof (await pool.checkDecision({ ...CHECK, action: "write" })).result.allow, "boolean");
+      assert.equal((await pool.checkDecision({ ...CHECK, subject: { id: "carol", groups: ["engineering"] } })).result.allow, true);
       await assert.rejects(
         pool.checkDecision({ ...burn, subject: { id: "bob", groups: ["engineering"] } }),
         /did not answer within 200 ms/,
@@ -136,6 +143,42 @@ describe("policy pool", () => {
       await pool.close();
     }
   });
+
+  test(
+    "run-away questions that differ every time never starve the others: each is stopped, the others answered",
+    { timeout: 30_000 },
+    async () => {
+      const pool = new PolicyPool({ workers: 2, timeoutMs: 100 });
+      try {
+        await pool.activate(slowOnOne);
+        let stop = false;
+        let stopped = 0;
+        let answered = 0;
+        // Two callers asking run-away questions nonstop, each about another subject (so the quarantine cannot help).
+        const burners = Array.from({ length: 2 }, async (_, lane) => {
+          for (let n = 0; !stop; n++) {
+            const subject = { id: `burner-${lane}-${n}`, groups: ["engineering"] };
+            await assert.rejects(pool.checkDecision({ ...CHECK, subject, context: { ...CHECK.context, burn: "yes" } }), PolicyTimeout);
+            stopped++;
+          }
+        });
+        // Meanwhile 40 ordinary questions, 4 at a time: every one is answered (with the engine's answer).
+        const ordinary = Array.from({ length: 4 }, async () => {
+          for (let i = 0; i < 10; i++) {
+            assert.equal((await pool.checkDecision(CHECK)).result.allow, true);
+            answered++;
+          }
+        });
+        await Promise.all(ordinary);
+        stop = true;
+        await Promise.all(burners);
+        assert.equal(answered, 40);
+        assert.ok(stopped >= 2, `${stopped} run-away questions stopped`);
+      } finally {
+        await pool.close();
+      }
+    },
+  );
 
   test("a bundle slow on its verification inputs is refused and the previous one keeps serving", async () => {
     const failures: string[] = [];

@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Access } from "../../src/access/access.ts";
 import { ChangeFeed } from "../../src/access/feed.ts";
+import { LiveGrantIndex } from "../../src/access/live-grants.ts";
 import type { DecisionRecord } from "../../src/access/model.ts";
-import type { AccessStore } from "../../src/access/ports.ts";
+import type { AccessStore, PolicyDecider } from "../../src/access/ports.ts";
 import { loadBundleFile } from "../../src/policy/bundle.ts";
 import { PolicyEngine } from "../../src/policy/engine.ts";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite.ts";
@@ -44,6 +45,8 @@ export interface OpenAccessDomainOptions {
   readonly file?: string;
   /** What the domain sees of the store (a spy, say); default the store itself. */
   readonly storeView?: (store: SqliteStore) => AccessStore;
+  /** What the domain sees of the policy (one that pauses, say); default the real compiled policy. */
+  readonly policyView?: (policy: PolicyEngine) => PolicyDecider;
 }
 
 /** What a test file's domains share. */
@@ -75,7 +78,7 @@ export async function openAccessDomains(now: () => number): Promise<AccessDomain
     dir,
     policy,
     tokens,
-    open({ file = join(dir, `domain-${++stores}.db`), storeView } = {}) {
+    open({ file = join(dir, `domain-${++stores}.db`), storeView, policyView } = {}) {
       const store = openSqliteStore(file);
       const seen = storeView ? storeView(store) : store;
       const decisions: DecisionRecord[] = [];
@@ -83,10 +86,11 @@ export async function openAccessDomains(now: () => number): Promise<AccessDomain
       const access = new Access(
         {
           store: seen,
-          policy,
+          policy: policyView ? policyView(policy) : policy,
           clock: { now },
           newId: () => `id-${++ids}`,
           feed: new ChangeFeed(seen),
+          liveGrants: new LiveGrantIndex(seen, now()),
           adminGroups: ADMIN_GROUPS,
           auditorGroups: AUDITOR_GROUPS,
           checkerGroups: CHECKER_GROUPS,

@@ -105,6 +105,23 @@ describe("token service", () => {
     assert.match((await refusal(service.verify(token, "orders-db"))).message, /^TOKEN_EXPIRED: /);
   });
 
+  test("a token verified once is known by its exact text: any other text is checked anew and refused if forged", async () => {
+    const clock = fakeClock();
+    const service = await open(clock);
+    const { token, jti } = await service.issue(grant());
+    assert.equal((await service.verifyIssued(token)).jti, jti);
+    const [header, payload, signature] = token.split(".") as [string, string, string];
+    const flipped = `${signature.slice(0, -2)}${signature.at(-2) === "A" ? "B" : "A"}${signature.at(-1)}`;
+    const claims = JSON.parse(Buffer.from(payload, "base64url").toString()) as Record<string, unknown>;
+    const widened = Buffer.from(JSON.stringify({ ...claims, act: ["read", "write", "admin"] })).toString("base64url");
+    for (const forged of [`${header}.${payload}.${flipped}`, `${header}.${widened}.${signature}`, `${token} `]) {
+      assert.match((await refusal(service.verifyIssued(forged))).message, /^TOKEN_/, forged.slice(-12));
+    }
+    // And the genuine token, known, is still refused from its exp (the known claims are never served past it).
+    clock.t += 10 * 60_000;
+    assert.match((await refusal(service.verifyIssued(token))).message, /^TOKEN_EXPIRED: /);
+  });
+
   test("a grant with no time left gets FailedPrecondition", async () => {
     const service = await open();
     await assert.rejects(service.issue(grant({ expiresAt: T0 + 500 })), FailedPrecondition);
