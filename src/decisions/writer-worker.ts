@@ -1,6 +1,7 @@
 // The decision log's writer thread: opens decisions.db with its own connection (openDecisionStore, as the server
 // did on its own thread before) and runs the batches and prunes it is sent, one at a time, in order.
 import { parentPort, workerData } from "node:worker_threads";
+import type { DecisionRecord } from "../access/model.ts";
 import { describeThrown, JitgateError } from "../errors.ts";
 import { type DecisionStore, openDecisionStore } from "../store/decision-store.ts";
 import { sqliteCause } from "../store/sqlite-errors.ts";
@@ -33,9 +34,11 @@ port.on("message", (msg: WriterRequest) => {
 
 function handle(open: DecisionStore, msg: WriterRequest): number {
   switch (msg.t) {
-    case "insert":
-      open.insertBatch(msg.records);
-      return msg.records.length;
+    case "insert": {
+      const records = JSON.parse(msg.records) as DecisionRecord[];
+      open.insertBatch(records);
+      return records.length;
+    }
     case "prune":
       return open.pruneBefore(msg.at, msg.limit);
     case "close":

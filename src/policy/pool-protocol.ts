@@ -11,7 +11,17 @@ export interface EvalItem {
 
 export type WorkerRequest =
   | { readonly t: "load"; readonly file: string; readonly bytes: ArrayBuffer; readonly epoch: number }
-  | { readonly t: "eval"; readonly seq: number; readonly items: readonly EvalItem[]; readonly epoch: number };
+  | {
+      readonly t: "eval";
+      readonly seq: number;
+      /**
+       * The batch as two strings, one line per evaluation (JSON text holds no raw newline): copying two strings
+       * between threads costs far less than cloning an array of objects.
+       */
+      readonly entrypoints: string;
+      readonly inputs: string;
+      readonly epoch: number;
+    };
 
 export type EvalOutcome =
   | { readonly ok: true; readonly result: unknown; readonly revision: string }
@@ -20,4 +30,5 @@ export type EvalOutcome =
 export type WorkerReply =
   | { readonly t: "loaded"; readonly revision: string; readonly entrypoints: string[] }
   | { readonly t: "load-failed"; readonly message: string }
-  | { readonly t: "results"; readonly seq: number; readonly results: EvalOutcome[] };
+  /** `results`: the batch's EvalOutcome[] as JSON text, for the same reason. */
+  | { readonly t: "results"; readonly seq: number; readonly results: string };

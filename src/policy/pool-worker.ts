@@ -4,7 +4,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { describeThrown } from "../errors.ts";
 import { loadBundle } from "./bundle.ts";
 import { PolicyEngine } from "./engine.ts";
-import { PROGRESS, type WorkerReply, type WorkerRequest } from "./pool-protocol.ts";
+import { type EvalOutcome, PROGRESS, type WorkerReply, type WorkerRequest } from "./pool-protocol.ts";
 
 const port = parentPort;
 if (!port) throw new Error("pool-worker.ts runs only as a worker thread");
@@ -38,19 +38,20 @@ async function handle(msg: WorkerRequest): Promise<void> {
     }
     return;
   }
-  const results: WorkerReply & { t: "results" } = { t: "results", seq: msg.seq, results: [] };
-  for (let i = 0; i < msg.items.length; i++) {
-    const item = msg.items[i] as { entrypoint: string; input: string };
+  const entrypoints = msg.entrypoints.split("\n");
+  const inputs = msg.inputs.split("\n");
+  const results: EvalOutcome[] = [];
+  for (let i = 0; i < entrypoints.length; i++) {
     mark(msg.epoch, i, msg.seq);
     try {
-      const { result, revision } = engine.evaluateSerialized(item.entrypoint, encoder.encode(item.input).buffer);
-      results.results.push({ ok: true, result, revision });
+      const { result, revision } = engine.evaluateSerialized(entrypoints[i] as string, encoder.encode(inputs[i]).buffer);
+      results.push({ ok: true, result, revision });
     } catch (err) {
-      results.results.push({ ok: false, message: describeThrown(err), revision: engine.active?.revision ?? "" });
+      results.push({ ok: false, message: describeThrown(err), revision: engine.active?.revision ?? "" });
     }
   }
   Atomics.store(progress, PROGRESS.busy, 0);
-  reply(results);
+  reply({ t: "results", seq: msg.seq, results: JSON.stringify(results) });
 }
 
 /** Records that evaluation `index` of batch `seq` starts now (index -1: a verification input while loading). */

@@ -233,7 +233,7 @@ export class PolicyPool implements BundleHolder {
           void worker.terminate();
           reject(new BundleError(bundle.file, msg.message));
         } else {
-          this.#settle(slot, msg.seq, msg.results);
+          this.#settle(slot, msg.seq, JSON.parse(msg.results) as EvalOutcome[]);
         }
       });
       worker.on("error", (err) => {
@@ -286,7 +286,13 @@ export class PolicyPool implements BundleHolder {
       const pendings = this.#queue.splice(0, this.#batchSize());
       const seq = ++this.#seq;
       slot.inFlight = { seq, pendings };
-      slot.worker.postMessage({ t: "eval", seq, items: pendings.map((p) => p.item), epoch: this.#epoch });
+      let entrypoints = "";
+      let inputs = "";
+      for (const [i, p] of pendings.entries()) {
+        entrypoints += i === 0 ? p.item.entrypoint : `\n${p.item.entrypoint}`;
+        inputs += i === 0 ? p.item.input : `\n${p.item.input}`;
+      }
+      slot.worker.postMessage({ t: "eval", seq, entrypoints, inputs, epoch: this.#epoch });
     }
     this.#armWatchdog();
   }
