@@ -104,6 +104,10 @@ bench: $(BUNDLE) $(DEPS)
 	node bench/check.ts
 	node bench/dev-loop.ts
 	scripts/ensure-h2load.sh && node bench/overload.ts
+	scripts/ensure-wrk.sh && node bench/speed.ts
+	node bench/in-process-check.ts
+	node bench/half-rate.ts
+	node bench/rss-millions.ts
 
 enforce-package: $(DEPS)
 	node scripts/pack-enforce.ts

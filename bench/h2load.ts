@@ -27,6 +27,8 @@ export interface H2loadLoad {
   readonly ratePerSecond?: number;
   /** Where h2load writes one line per request (--log-file); removed after reading. */
   readonly logFile: string;
+  /** h2load is killed after this many seconds; default 60 s past `seconds` (or 120 s with `requests`). */
+  readonly timeoutSeconds?: number;
 }
 
 export interface H2loadResult {
@@ -74,10 +76,10 @@ export function h2loadArgs(load: H2loadLoad): string[] {
   return args;
 }
 
-/** Runs h2load once (bounded: killed 60 s past its own duration) and parses its summary and log. */
+/** Runs h2load once (bounded: killed 60 s past its own duration, or at timeoutSeconds) and parses its summary and log. */
 export async function runH2load(load: H2loadLoad): Promise<H2loadResult> {
   await rm(load.logFile, { force: true });
-  const output = await run(h2loadArgs(load), ((load.seconds ?? 60) + 60) * 1000);
+  const output = await run(h2loadArgs(load), (load.timeoutSeconds ?? (load.seconds ?? 60) + 60) * 1000);
   const summary = parseSummary(output);
   const latencyUs = await latencyFromLog(load.logFile);
   await rm(load.logFile, { force: true });

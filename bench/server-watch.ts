@@ -1,7 +1,7 @@
 // What a benchmark reads about the server process from outside: its CPU time and resident memory from /proc,
 // the machine's busy share (other sessions may share these cores), and jitgate's own counters from /metrics.
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 const TICKS_PER_SECOND = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 
@@ -11,6 +11,49 @@ export function cpuMicros(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / TICKS_PER_SECOND;
+}
+
+/** The processes `pid` started, theirs, and so on (from /proc/<pid>/task/<tid>/children), not `pid` itself. */
+export function descendants(pid: number): number[] {
+  const found: number[] = [];
+  const visit = (parent: number) => {
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${parent}/task`);
+    } catch {
+      return; // exited meanwhile
+    }
+    for (const tid of tasks) {
+      let text: string;
+      try {
+        text = readFileSync(`/proc/${parent}/task/${tid}/children`, "utf8");
+      } catch {
+        continue;
+      }
+      for (const child of text.split(" ").filter(Boolean).map(Number)) {
+        found.push(child);
+        visit(child);
+      }
+    }
+  };
+  visit(pid);
+  return found;
+}
+
+/**
+ * CPU time (µs) of `pid` and every process under it that is running now: a node:cluster primary and its workers.
+ * A child that exits between two readings takes its time with it, so compare readings of a stable tree.
+ */
+export function treeCpuMicros(pid: number): number {
+  let us = cpuMicros(pid);
+  for (const child of descendants(pid)) {
+    try {
+      us += cpuMicros(child);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return us;
 }
 
 /** Resident set size of process `pid` in MB (VmRSS). */
@@ -116,6 +159,19 @@ export async function scrape(metricsUrl: string): Promise<JitgateCounters> {
     gcMs: 1000 * sum(byLabel("jitgate_nodejs_gc_duration_seconds_sum", "kind")),
     loopLagMaxMs: 1000 * value("jitgate_nodejs_eventloop_lag_max_seconds"),
   };
+}
+
+/** jitgate_decision_log_queue_depth: records waiting to be written (a cluster primary sums its workers'). */
+export async function decisionQueueDepth(metricsUrl: string): Promise<number> {
+  const text = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(30_000) })).text();
+  return Number(/^jitgate_decision_log_queue_depth (\S+)$/m.exec(text)?.[1] ?? NaN);
+}
+
+/** Checks answered between two scrapes with anything but an allow: decisions by result, refusals by reason. */
+export function besidesAllow(before: JitgateCounters, after: JitgateCounters): Record<string, number> {
+  const { allow: _allow, ...decided } = delta(after.decisions, before.decisions);
+  const refused = Object.entries(delta(after.refused, before.refused)).map(([reason, n]) => [`refused ${reason}`, n]);
+  return { ...decided, ...Object.fromEntries(refused) };
 }
 
 /** `after` minus `before`, label by label (labels with no change left out). */

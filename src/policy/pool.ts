@@ -62,6 +62,8 @@ interface Generation {
 
 const WORKER_FILE = new URL("./pool-worker.ts", import.meta.url);
 const QUARANTINE_MS = 10_000;
+/** Timeouts of one question within QUARANTINE_MS before it is refused unevaluated: one can be machine noise. */
+const QUARANTINE_STRIKES = 2;
 const QUARANTINE_MAX = 1_000;
 
 /**
@@ -93,7 +95,7 @@ export class PolicyPool implements BundleHolder {
   #loading: Generation | undefined;
   readonly #queue: Pending[] = [];
   /** Questions that ran past the budget recently: question key -> until when (performance.now ms) and on which revision. */
-  readonly #quarantine = new Map<string, { until: number; revision: string }>();
+  readonly #quarantine = new Map<string, { until: number; revision: string; strikes: number }>();
   #flushScheduled = false;
   #watchdog: NodeJS.Timeout | undefined;
   #seq = 0;
@@ -434,14 +436,19 @@ export class PolicyPool implements BundleHolder {
 
   /** Stops every worker of a loading generation; its `loaded` then rejects and activate reports why. */
   /**
-   * The same question asked again (see questionKey) is refused at once for QUARANTINE_MS: each stop
-   * costs a worker restart (~120-170 ms of CPU), so a caller repeating a run-away question must not make the
-   * pool restart workers over and over. A new bundle forgets every quarantined question.
+   * A question that has run past the budget twice within QUARANTINE_MS (see questionKey) is refused at once until
+   * then: each stop costs a worker restart (~120-170 ms of CPU), so a caller repeating a run-away question must not
+   * make the pool restart workers over and over. One timeout alone never quarantines: on a loaded machine a quick
+   * evaluation can be descheduled past the budget, and refusing that question for 10 s would turn one slow moment
+   * into thousands of denials. A new bundle forgets every quarantined question.
    */
   #remember(item: EvalItem, revision: string): void {
     if (this.#quarantine.size >= QUARANTINE_MAX) this.#quarantine.clear();
-    const input: unknown = JSON.parse(item.input);
-    this.#quarantine.set(questionKey(item.entrypoint, input), { until: performance.now() + QUARANTINE_MS, revision });
+    const key = questionKey(item.entrypoint, JSON.parse(item.input) as unknown);
+    const now = performance.now();
+    const earlier = this.#quarantine.get(key);
+    const strikes = earlier && earlier.until > now && earlier.revision === revision ? earlier.strikes + 1 : 1;
+    this.#quarantine.set(key, { until: now + QUARANTINE_MS, revision, strikes });
   }
 
   #quarantined(entrypoint: string, key: string): PolicyTimeout | undefined {
@@ -451,8 +458,9 @@ export class PolicyPool implements BundleHolder {
       this.#quarantine.delete(key);
       return undefined;
     }
+    if (entry.strikes < QUARANTINE_STRIKES) return undefined;
     return new PolicyTimeout(
-      `${sameQuestion(entrypoint)} ran past the ${this.#opts.timeoutMs} ms policy budget (revision ${entry.revision}) moments ago; refused without evaluating it again for up to ${QUARANTINE_MS / 1000} s`,
+      `${sameQuestion(entrypoint)} ran past the ${this.#opts.timeoutMs} ms policy budget twice (revision ${entry.revision}) moments ago; refused without evaluating it again for up to ${QUARANTINE_MS / 1000} s`,
     );
   }
 
