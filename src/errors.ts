@@ -10,6 +10,7 @@ export type ErrorCode =
   | "FAILED_PRECONDITION"
   | "UNAVAILABLE"
   | "RESOURCE_EXHAUSTED"
+  | "DEADLINE_EXCEEDED"
   | "INTERNAL";
 
 export class JitgateError extends Error {
@@ -75,6 +76,11 @@ export class FailedPrecondition extends JitgateError {
 /** jitgate cannot answer right now (no valid policy bundle, store not writable); callers deny and may retry. */
 export class Unavailable extends JitgateError {
   override readonly code = "UNAVAILABLE";
+}
+
+/** The caller's deadline passed before jitgate started the call: nothing of it was done. */
+export class DeadlineExceeded extends JitgateError {
+  override readonly code = "DEADLINE_EXCEEDED";
 }
 
 /** Which of jitgate's limits refused a call (the `reason` label of jitgate_refused_total). */

@@ -6,6 +6,7 @@ import type { AccessRequest, Caller, GrantEvent } from "../access/model.ts";
 import type { Clock } from "../access/ports.ts";
 import type { Logger } from "../log.ts";
 import type { Admission } from "./admission.ts";
+import { DeadlineExceeded } from "../errors.ts";
 import { requestIdHeaders, requestIdOf } from "./request-id.ts";
 import { toStatus } from "./status.ts";
 import * as v from "./validate.ts";
@@ -17,6 +18,12 @@ export interface CallerAuthenticator {
 }
 
 type Wire = Record<string, unknown>;
+
+/** `now`: wall-clock time, as grpc deadlines are (not jitgate's clock, which tests may set). */
+function pastDeadline(deadline: grpc.Deadline, now: number): boolean {
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) && at <= now;
+}
 
 /** A watcher that falls this far behind is cut off and told where to resume, instead of buffering forever. */
 const MAX_WATCH_BUFFER = 1 << 20;
@@ -43,7 +50,11 @@ export function accessServiceHandlers(
         // A call its client gave up on stops counting, even while its handler waits on (RequestAccess with wait).
         call.once("cancelled", leave);
         const caller = await auth.authenticate(call);
+        // Nothing is started for a client that has gone or a deadline that has passed (grpc-js ends such a call
+        // on its own from a timer; this check does not depend on that timer having run).
         if (call.cancelled) return;
+        if (pastDeadline(call.getDeadline(), Date.now()))
+          throw new DeadlineExceeded("the call's deadline passed before jitgate started it");
         const answer = await fn(caller, call.request, call);
         call.sendMetadata(requestIdHeaders(requestId));
         callback(null, answer);

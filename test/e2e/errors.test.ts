@@ -2,10 +2,12 @@
 // client would see. (PERMISSION_DENIED and FAILED_PRECONDITION of reviews and revocations are in
 // lifecycle.test.ts and grants.test.ts.)
 import assert from "node:assert/strict";
+import { connect } from "node:http2";
 import { after, before, describe, test } from "node:test";
 import { issueDevToken } from "../../src/identity/dev-issuer.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
-import { type Caller, type E2eServer, failsWith, type RequestAccessRequest, startE2eServer, status } from "../support/api.ts";
+import { type Caller, type E2eServer, failsWith, type RequestAccessRequest, startE2eServer, status, tokenFor } from "../support/api.ts";
 
 const ORDERS = "db/orders";
 const WHY = "investigating stuck orders in production";
@@ -141,5 +143,51 @@ describe("error codes", () => {
     assert.match(failure.message, new RegExp(first.id));
     const { requests } = await dan.call("ListAccessRequests", { requester: "dan" });
     assert.equal(requests.length, 1, "the duplicate is not recorded");
+  });
+});
+
+describe("a call whose deadline has passed", () => {
+  let server: E2eServer;
+  before(async () => {
+    server = await startE2eServer();
+  });
+  after(() => server.close());
+
+  test("is DEADLINE_EXCEEDED and not started: a RequestAccess sent with a 1 ns deadline stores nothing", async () => {
+    const token = await tokenFor(server.dataDir, "frank", ["engineering"]);
+    const method = accessServiceDefinition(loadAccessPackage()).RequestAccess;
+    assert.ok(method);
+    const body = method.requestSerialize({
+      resource: ORDERS,
+      actions: ["read"],
+      duration: { seconds: 600 },
+      justification: WHY,
+      ticket: TICKET,
+    });
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), body]);
+    frame.writeUInt32BE(body.length, 1);
+    const session = connect(`http://${server.jitgate.address}`);
+    try {
+      // A raw HTTP/2 call: a grpc-js client refuses to send a call whose deadline has already passed.
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/jit.v1.AccessService/RequestAccess",
+        "content-type": "application/grpc",
+        te: "trailers",
+        "grpc-timeout": "1n",
+        authorization: `Bearer ${token}`,
+      });
+      let grpcStatus = "";
+      stream.on("response", (h) => (grpcStatus ||= String(h["grpc-status"] ?? "")));
+      stream.on("trailers", (t) => (grpcStatus = String(t["grpc-status"] ?? "")));
+      stream.resume();
+      stream.end(frame);
+      await new Promise((ok, fail) => stream.once("close", ok).once("error", fail));
+      assert.equal(grpcStatus, String(status.DEADLINE_EXCEEDED));
+    } finally {
+      session.close();
+    }
+    const frank = await server.as("frank", ["engineering"]);
+    assert.deepEqual((await frank.call("ListAccessRequests", {})).requests, [], "nothing was stored");
   });
 });
