@@ -182,15 +182,13 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
       rejected: ({ file, reason, serving }) => {
         metrics.bundleRejected(clock.now());
         log.error({ file, reason, serving }, "policy bundle rejected; still serving the previous revision");
-        try {
-          access.auditPolicyBundle("POLICY_BUNDLE_REJECTED", {
+        access
+          .auditPolicyBundle("POLICY_BUNDLE_REJECTED", {
             revision: serving ?? "",
             reason,
             details: { file, serving: serving ?? null, instance },
-          });
-        } catch (err) {
-          log.error({ err }, "audit: could not record the rejected policy bundle");
-        }
+          })
+          .catch((err: unknown) => log.error({ err }, "audit: could not record the rejected policy bundle"));
       },
     });
     // No valid bundle, no server: jitgate never answers without a policy (fail closed).

@@ -103,9 +103,9 @@ export class Access {
   auditPolicyBundle(
     kind: "POLICY_BUNDLE_ACTIVATED" | "POLICY_BUNDLE_REJECTED",
     e: { revision: string; reason: string; details: Readonly<Record<string, unknown>> },
-  ): void {
+  ): Promise<void> {
     const { store, clock } = this.deps;
-    store.transaction(() => store.appendAudit(audit.policy(kind, { at: clock.now(), ...e })));
+    return store.write(async (tx) => tx.appendAudit(audit.policy(kind, { at: clock.now(), ...e })));
   }
 
   jwks(): Promise<object> {

@@ -15,6 +15,8 @@ export class ExpiryScheduler {
   readonly #onError: (err: unknown) => void;
   #timer: NodeJS.Timeout | undefined;
   #stopped = true;
+  #running = false;
+  #again = false;
 
   constructor(deps: AccessDeps, onError: (err: unknown) => void) {
     this.#deps = deps;
@@ -29,18 +31,34 @@ export class ExpiryScheduler {
   /** Records everything due by now, then sleeps until the next due time. Called on every local change. */
   wake(): void {
     if (this.#stopped) return;
+    // One pass at a time: a wake while one runs makes it look again when done.
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
     clearTimeout(this.#timer);
+    this.#running = true;
+    void this.#pass().finally(() => {
+      this.#running = false;
+      if (this.#again) {
+        this.#again = false;
+        this.wake();
+      }
+    });
+  }
+
+  async #pass(): Promise<void> {
     let wait = MAX_SLEEP_MS;
     try {
       // A backlog (after an outage) is recorded a batch per turn of the event loop, so checks go on meanwhile.
-      const backlog = this.#isDue() && this.#wasFull(this.runDue());
+      const backlog = this.#isDue() && this.#wasFull(await this.runDue());
       const due = this.#deps.store.nextDue();
       if (backlog) wait = 0;
       else if (due !== undefined) wait = Math.min(MAX_SLEEP_MS, Math.max(0, due - this.#deps.clock.now()));
     } catch (err) {
       this.#onError(err);
     }
-    this.#timer = setTimeout(() => this.wake(), wait);
+    if (!this.#stopped) this.#timer = setTimeout(() => this.wake(), wait);
   }
 
   #isDue(): boolean {
@@ -53,16 +71,16 @@ export class ExpiryScheduler {
   }
 
   /** One pass: up to DUE_PER_PASS grant expiries and request timeouts due by now, in one transaction. Returns the counts. */
-  runDue(): { grants: number; requests: number } {
+  async runDue(): Promise<{ grants: number; requests: number }> {
     const { store, clock } = this.#deps;
     const now = clock.now();
-    const counts = store.transaction(() => {
-      const expired = store.recordExpiries(now, DUE_PER_PASS);
+    const counts = await store.write(async (tx) => {
+      const expired = await tx.recordExpiries(now, DUE_PER_PASS);
       for (const e of expired)
-        store.appendAudit(audit.grant("GRANT_EXPIRED", { at: e.at, actor: "jitgate", grant: e.grant, reason: "expired" }));
-      const timedOut = store.expirePending(now, "timed out waiting for approvals", DUE_PER_PASS);
+        await tx.appendAudit(audit.grant("GRANT_EXPIRED", { at: e.at, actor: "jitgate", grant: e.grant, reason: "expired" }));
+      const timedOut = await tx.expirePending(now, "timed out waiting for approvals", DUE_PER_PASS);
       for (const r of timedOut)
-        store.appendAudit(audit.request("REQUEST_EXPIRED", { at: r.pendingUntil, actor: "jitgate", request: r, reason: r.stateReason }));
+        await tx.appendAudit(audit.request("REQUEST_EXPIRED", { at: r.pendingUntil, actor: "jitgate", request: r, reason: r.stateReason }));
       return { grants: expired.length, requests: timedOut.length };
     });
     if (counts.grants + counts.requests > 0) this.#deps.feed.changed();

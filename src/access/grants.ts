@@ -33,9 +33,9 @@ export async function revokeGrant(deps: AccessDeps, caller: Caller, grantId: str
     throw grantRefusal(grantId, "revoke", `only its holder or an admin (${deps.adminGroups.join(", ")}) may`);
   }
   const now = deps.clock.now();
-  const event = await deps.store.write(() => {
-    const revoked = deps.store.revokeGrant(grantId, now, caller.id, reason);
-    if (revoked) deps.store.appendAudit(audit.grant("GRANT_REVOKED", { at: now, actor: caller.id, grant: revoked.grant, reason }));
+  const event = await deps.store.write(async (tx) => {
+    const revoked = await tx.revokeGrant(grantId, now, caller.id, reason);
+    if (revoked) await tx.appendAudit(audit.grant("GRANT_REVOKED", { at: now, actor: caller.id, grant: revoked.grant, reason }));
     return revoked;
   });
   if (!event) {
@@ -51,9 +51,9 @@ export async function revokeSubject(deps: AccessDeps, caller: Caller, subject: s
   if (!isAdmin(deps, caller))
     throw new PermissionDenied(`only an admin (${deps.adminGroups.join(", ")}) may revoke all access of a subject`);
   const now = deps.clock.now();
-  const events = await deps.store.write(() => {
-    const revoked = deps.store.revokeGrantsOf(subject, now, caller.id, reason);
-    for (const e of revoked) deps.store.appendAudit(audit.grant("GRANT_REVOKED", { at: now, actor: caller.id, grant: e.grant, reason }));
+  const events = await deps.store.write(async (tx) => {
+    const revoked = await tx.revokeGrantsOf(subject, now, caller.id, reason);
+    for (const e of revoked) await tx.appendAudit(audit.grant("GRANT_REVOKED", { at: now, actor: caller.id, grant: e.grant, reason }));
     return revoked;
   });
   if (events.length > 0) deps.feed.changed();

@@ -99,34 +99,44 @@ export interface AccessReads {
   nextDue(): number | undefined;
 }
 
-/** Writes; call them inside `transaction` so a change and its audit entries commit together or not at all. */
-export interface AccessWrites {
-  /** `fn` in one transaction, now; may wait briefly (on this thread) for another connection's lock. */
-  transaction<T>(fn: () => T): T;
-  /**
-   * `fn` in one transaction, never waiting for a lock on the thread: while another connection holds it the
-   * store tries again later, and is Unavailable past its write budget. `fn` may run more than once.
-   */
-  write<T>(fn: () => T): Promise<T>;
-  insertRequest(request: AccessRequest): void;
-  insertReview(review: Review): void;
+/** A value now (an embedded store) or later (a networked one): the domain awaits either. */
+export type Awaitable<T> = T | Promise<T>;
+
+/** The writes of one transaction, and the reads it makes under its lock (they see its own writes). */
+export interface WriteTx {
+  request(id: string): Awaitable<AccessRequest | undefined>;
+  insertRequest(request: AccessRequest): Awaitable<void>;
+  insertReview(review: Review): Awaitable<void>;
   /** Moves a request out of `from` (compare-and-set); false when it was no longer in `from`. */
   decideRequest(
     id: string,
     from: RequestState,
     change: { state: RequestState; decidedAt: number; stateReason: string; grantId?: string },
-  ): boolean;
+  ): Awaitable<boolean>;
   /** Stores the grant and its CREATED event. */
-  insertGrant(grant: Grant): GrantEvent;
+  insertGrant(grant: Grant): Awaitable<GrantEvent>;
   /** Revokes a grant that is live at `at`, with its REVOKED event; undefined when it was not live. */
-  revokeGrant(id: string, at: number, by: string, reason: string): GrantEvent | undefined;
+  revokeGrant(id: string, at: number, by: string, reason: string): Awaitable<GrantEvent | undefined>;
   /** Revokes every grant of the subject that is live at `at`. */
-  revokeGrantsOf(subject: string, at: number, by: string, reason: string): readonly GrantEvent[];
+  revokeGrantsOf(subject: string, at: number, by: string, reason: string): Awaitable<readonly GrantEvent[]>;
   /** Records an EXPIRED event for each grant whose expiry is at or before `now` and not yet recorded, earliest first, at most `limit`. */
-  recordExpiries(now: number, limit?: number): readonly GrantEvent[];
+  recordExpiries(now: number, limit?: number): Awaitable<readonly GrantEvent[]>;
   /** Moves PENDING requests whose pendingUntil is at or before `now` to EXPIRED; returns them as they now are. */
-  expirePending(now: number, stateReason: string, limit?: number): readonly AccessRequest[];
-  appendAudit(entry: AuditEntry): void;
+  expirePending(now: number, stateReason: string, limit?: number): Awaitable<readonly AccessRequest[]>;
+  appendAudit(entry: AuditEntry): Awaitable<void>;
+}
+
+/**
+ * Writes, always asynchronous at the port: a change and its audit entries commit together or not at all, and
+ * a held lock or a slow disk delays only the writes themselves, never a Check.
+ */
+export interface AccessWrites {
+  /**
+   * Runs `fn` in one transaction once the store's write lock is held (Unavailable when it cannot be had within
+   * the store's write budget), and commits what it wrote when it returns; rolls it all back when it throws.
+   * `fn` runs once; it must do its reads of what it changes through `tx`, under the lock.
+   */
+  write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T>;
 }
 
 export interface AccessStore extends AccessReads, AccessWrites {}

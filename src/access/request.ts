@@ -7,6 +7,7 @@ import { audit } from "./audit.ts";
 import type { AccessDeps } from "./deps.ts";
 import { newGrant } from "./grants.ts";
 import type { AccessAsk, AccessRequest, Caller } from "./model.ts";
+import type { WriteTx } from "./ports.ts";
 import { planInput } from "./policy-input.ts";
 
 export interface RequestAccessInput extends AccessAsk {
@@ -58,7 +59,7 @@ export async function requestAccess(deps: AccessDeps, caller: Caller, input: Req
     reviews: [],
     clientKey: input.clientKey,
   };
-  const stored = await deps.store.write(() => record(deps, request));
+  const stored = await deps.store.write((tx) => record(deps, tx, request));
   deps.feed.changed();
   if (stored.state === "DENIED") {
     throw new PermissionDenied("policy denied the request", plan.reasons.map(formatReason), {
@@ -70,17 +71,17 @@ export async function requestAccess(deps: AccessDeps, caller: Caller, input: Req
   return stored;
 }
 
-function record(deps: AccessDeps, request: AccessRequest): AccessRequest {
+async function record(deps: AccessDeps, tx: WriteTx, request: AccessRequest): Promise<AccessRequest> {
   const grant = request.state === "APPROVED" ? newGrant(deps, request, request.createdAt) : undefined;
   const stored = grant ? { ...request, grantId: grant.id } : request;
-  deps.store.insertRequest(stored);
+  await tx.insertRequest(stored);
   const base = { at: request.createdAt, actor: request.requester.id, request: stored };
-  deps.store.appendAudit(audit.request("REQUEST_CREATED", { ...base, reason: request.justification }));
-  if (request.state === "DENIED") deps.store.appendAudit(audit.request("REQUEST_DENIED", { ...base, reason: stored.stateReason }));
+  await tx.appendAudit(audit.request("REQUEST_CREATED", { ...base, reason: request.justification }));
+  if (request.state === "DENIED") await tx.appendAudit(audit.request("REQUEST_DENIED", { ...base, reason: stored.stateReason }));
   if (grant) {
-    deps.store.appendAudit(audit.request("REQUEST_APPROVED", { ...base, reason: stored.stateReason }));
-    deps.store.insertGrant(grant);
-    deps.store.appendAudit(audit.grant("GRANT_CREATED", { at: grant.createdAt, actor: "policy", grant, reason: stored.stateReason }));
+    await tx.appendAudit(audit.request("REQUEST_APPROVED", { ...base, reason: stored.stateReason }));
+    await tx.insertGrant(grant);
+    await tx.appendAudit(audit.grant("GRANT_CREATED", { at: grant.createdAt, actor: "policy", grant, reason: stored.stateReason }));
   }
   return stored;
 }

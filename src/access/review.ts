@@ -9,6 +9,7 @@ import { type AccessDeps, mayReadAudit } from "./deps.ts";
 import { newGrant } from "./grants.ts";
 import { displayId, samePerson } from "./identities.ts";
 import type { AccessRequest, Caller, ReviewDecision } from "./model.ts";
+import type { WriteTx } from "./ports.ts";
 import { reviewInput } from "./policy-input.ts";
 import { mayReadRequest, requestReadRefusal } from "./read-scope.ts";
 
@@ -43,11 +44,11 @@ export async function reviewRequest(deps: AccessDeps, caller: Caller, input: Rev
       policyRevision: revision,
     };
     // The verdict holds for the request as it was judged: committed only if no other review or decision landed since.
-    const committed = await deps.store.write(() => {
-      const r = deps.store.request(input.requestId);
+    const committed = await deps.store.write(async (tx) => {
+      const r = await tx.request(input.requestId);
       if (!r || !unchanged(r, seen)) return false;
-      deps.store.insertReview(review);
-      deps.store.appendAudit(
+      await tx.insertReview(review);
+      await tx.appendAudit(
         audit.request("REVIEW_RECORDED", {
           at: now,
           actor: caller.id,
@@ -57,14 +58,23 @@ export async function reviewRequest(deps: AccessDeps, caller: Caller, input: Rev
         }),
       );
       if (verdict.outcome === "approved")
-        approve(
+        await approve(
           deps,
+          tx,
           r,
           [...r.reviews, review].filter((x) => x.decision === "approve").map((x) => x.reviewer.id),
           now,
         );
       if (verdict.outcome === "denied")
-        decide(deps, r, "DENIED", `denied by ${displayId(caller.id)}${input.comment ? `: ${input.comment}` : ""}`, now, caller.id);
+        await decide(
+          deps,
+          tx,
+          r,
+          "DENIED",
+          `denied by ${displayId(caller.id)}${input.comment ? `: ${input.comment}` : ""}`,
+          now,
+          caller.id,
+        );
       return true;
     });
     if (committed) break;
@@ -83,10 +93,10 @@ export async function cancelRequest(deps: AccessDeps, caller: Caller, requestId:
     throw new PermissionDenied(`only the requester (${displayId(stored.requester.id)}) may cancel request ${requestId}`);
   }
   await pendingNow(deps, requestId, now);
-  const cancelled = await deps.store.write(() => {
-    const request = stillPending(deps, requestId, now);
+  const cancelled = await deps.store.write(async (tx) => {
+    const request = await stillPending(tx, requestId, now);
     if (request instanceof Error) return request;
-    decide(deps, request, "CANCELLED", `cancelled by ${displayId(caller.id)}${reason ? `: ${reason}` : ""}`, now, caller.id);
+    await decide(deps, tx, request, "CANCELLED", `cancelled by ${displayId(caller.id)}${reason ? `: ${reason}` : ""}`, now, caller.id);
     return undefined;
   });
   if (cancelled) throw cancelled;
@@ -149,12 +159,12 @@ function separationOfDuties(request: AccessRequest, reviewer: Caller): PolicyRea
  * recorded as EXPIRED here (the transaction commits that, and the caller then hears FAILED_PRECONDITION): no
  * sweeper lag is visible to reviewers.
  */
-function stillPending(deps: AccessDeps, id: string, now: number): AccessRequest | FailedPrecondition {
-  const request = deps.store.request(id);
+async function stillPending(tx: WriteTx, id: string, now: number): Promise<AccessRequest | FailedPrecondition> {
+  const request = await tx.request(id);
   if (!request) throw new NotFound(`access request ${id} does not exist`);
   if (request.state === "PENDING" && request.pendingUntil <= now) {
-    for (const r of deps.store.expirePending(now, "timed out waiting for approvals")) {
-      deps.store.appendAudit(audit.request("REQUEST_EXPIRED", { at: now, actor: "jitgate", request: r, reason: r.stateReason }));
+    for (const r of await tx.expirePending(now, "timed out waiting for approvals")) {
+      await tx.appendAudit(audit.request("REQUEST_EXPIRED", { at: now, actor: "jitgate", request: r, reason: r.stateReason }));
     }
     return new FailedPrecondition(`access request ${id} is EXPIRED (timed out waiting for approvals), not PENDING`);
   }
@@ -164,27 +174,35 @@ function stillPending(deps: AccessDeps, id: string, now: number): AccessRequest 
 
 /** stillPending in its own transaction, which commits a timeout it finds before the refusal is thrown. */
 async function pendingNow(deps: AccessDeps, id: string, now: number): Promise<AccessRequest> {
-  const request = await deps.store.write(() => stillPending(deps, id, now));
+  const request = await deps.store.write((tx) => stillPending(tx, id, now));
   if (request instanceof Error) throw request;
   return request;
 }
 
-function approve(deps: AccessDeps, request: AccessRequest, approvers: readonly string[], now: number): void {
+async function approve(deps: AccessDeps, tx: WriteTx, request: AccessRequest, approvers: readonly string[], now: number): Promise<void> {
   const grant = newGrant(deps, request, now);
   const reason = `approved by ${approvers.map(displayId).join(", ")}`;
-  if (!deps.store.decideRequest(request.id, "PENDING", { state: "APPROVED", decidedAt: now, stateReason: reason, grantId: grant.id })) {
+  if (!(await tx.decideRequest(request.id, "PENDING", { state: "APPROVED", decidedAt: now, stateReason: reason, grantId: grant.id }))) {
     throw new FailedPrecondition(`access request ${request.id} is no longer PENDING`);
   }
   const approved = { ...request, state: "APPROVED" as const, grantId: grant.id };
-  deps.store.appendAudit(audit.request("REQUEST_APPROVED", { at: now, actor: approvers.at(-1) ?? "", request: approved, reason }));
-  deps.store.insertGrant(grant);
-  deps.store.appendAudit(audit.grant("GRANT_CREATED", { at: now, actor: approvers.at(-1) ?? "", grant, reason }));
+  await tx.appendAudit(audit.request("REQUEST_APPROVED", { at: now, actor: approvers.at(-1) ?? "", request: approved, reason }));
+  await tx.insertGrant(grant);
+  await tx.appendAudit(audit.grant("GRANT_CREATED", { at: now, actor: approvers.at(-1) ?? "", grant, reason }));
 }
 
-function decide(deps: AccessDeps, request: AccessRequest, state: "DENIED" | "CANCELLED", reason: string, now: number, actor: string): void {
-  if (!deps.store.decideRequest(request.id, "PENDING", { state, decidedAt: now, stateReason: reason })) {
+async function decide(
+  deps: AccessDeps,
+  tx: WriteTx,
+  request: AccessRequest,
+  state: "DENIED" | "CANCELLED",
+  reason: string,
+  now: number,
+  actor: string,
+): Promise<void> {
+  if (!(await tx.decideRequest(request.id, "PENDING", { state, decidedAt: now, stateReason: reason }))) {
     throw new FailedPrecondition(`access request ${request.id} is no longer PENDING`);
   }
   const kind = state === "DENIED" ? "REQUEST_DENIED" : "REQUEST_CANCELLED";
-  deps.store.appendAudit(audit.request(kind, { at: now, actor, request: { ...request, state }, reason }));
+  await tx.appendAudit(audit.request(kind, { at: now, actor, request: { ...request, state }, reason }));
 }

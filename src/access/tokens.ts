@@ -24,8 +24,8 @@ export async function issueToken(deps: AccessDeps, caller: Caller, grantId: stri
   if (status !== "ACTIVE") throw new FailedPrecondition(`grant ${grantId} is ${status}, not ACTIVE`);
   const issued = await deps.tokens.issue(grant);
   // No audit entry, no token: the entry commits before the token leaves jitgate.
-  await deps.store.write(() =>
-    deps.store.appendAudit(
+  await deps.store.write(async (tx) =>
+    tx.appendAudit(
       audit.grant("TOKEN_ISSUED", {
         at: deps.clock.now(),
         actor: caller.id,

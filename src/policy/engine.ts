@@ -31,7 +31,7 @@ export interface BundleHolder {
    * Makes `bundle` serve; `beforeSwitch` runs just before it does (throwing refuses it). Resolves with the
    * revision replaced; rejects when the bundle cannot serve (the previous one keeps serving).
    */
-  activate(bundle: PolicyBundle, beforeSwitch?: () => void): string | undefined | Promise<string | undefined>;
+  activate(bundle: PolicyBundle, beforeSwitch?: () => void | Promise<void>): string | undefined | Promise<string | undefined>;
   readonly active: ActiveBundleInfo | undefined;
   /** Whether the holder verifies bundles itself (then the loader need not, on the serving thread). */
   readonly verifiesBundles: boolean;
@@ -54,11 +54,14 @@ export class PolicyEngine implements BundleHolder {
   readonly #encoder = new TextEncoder();
 
   /** Makes `bundle` the one every later evaluation uses. Returns the revision it replaced, if any. */
-  activate(bundle: PolicyBundle, beforeSwitch?: () => void): string | undefined {
-    beforeSwitch?.();
-    const previous = this.#active?.bundle.revision;
-    this.#active = { bundle, activatedAt: new Date() };
-    return previous;
+  activate(bundle: PolicyBundle, beforeSwitch?: () => void | Promise<void>): string | undefined | Promise<string | undefined> {
+    const before = beforeSwitch?.();
+    const activate = () => {
+      const previous = this.#active?.bundle.revision;
+      this.#active = { bundle, activatedAt: new Date() };
+      return previous;
+    };
+    return before instanceof Promise ? before.then(activate) : activate();
   }
 
   get active(): ActiveBundleInfo | undefined {

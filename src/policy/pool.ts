@@ -117,7 +117,7 @@ export class PolicyPool implements BundleHolder {
    * and every later evaluation uses it. Resolves with the revision replaced; rejects with a BundleError when
    * the bundle cannot serve, the previous one serving on. A newer activation supersedes one still loading.
    */
-  async activate(bundle: PolicyBundle, beforeSwitch?: () => void): Promise<string | undefined> {
+  async activate(bundle: PolicyBundle, beforeSwitch?: () => void | Promise<void>): Promise<string | undefined> {
     if (this.#closed) throw new Unavailable("the policy pool is closed");
     const generation = this.#spawnGeneration(bundle, new Date());
     const superseded = this.#loading;
@@ -126,7 +126,8 @@ export class PolicyPool implements BundleHolder {
     try {
       await generation.loaded;
       if (this.#loading !== generation) throw new BundleError(bundle.file, "superseded by a newer bundle before it could serve");
-      beforeSwitch?.();
+      await beforeSwitch?.();
+      if (this.#loading !== generation) throw new BundleError(bundle.file, "superseded by a newer bundle before it could serve");
     } catch (err) {
       if (this.#loading === generation) this.#loading = undefined;
       this.#retire(generation);

@@ -13,7 +13,7 @@ import type { BundleHolder } from "./engine.ts";
 
 export interface BundleEvents {
   /** Called just before the engine switches to a bundle; throwing refuses it (say, when the switch cannot be audited). */
-  activating?(info: { revision: string; previous: string | undefined; file: string }): void;
+  activating?(info: { revision: string; previous: string | undefined; file: string }): void | Promise<void>;
   activated(info: { revision: string; previous: string | undefined; file: string }): void;
   rejected(info: { file: string; reason: string; serving: string | undefined }): void;
 }
@@ -85,9 +85,9 @@ export class BundleWatcher {
       const bundle = await loadBundle(this.#file, await readFile(candidate), { skipVerification: this.#engine.verifiesBundles });
       const before = this.#engine.active?.revision;
       if (bundle.revision === before) return;
-      const previous = await this.#engine.activate(bundle, () => {
+      const previous = await this.#engine.activate(bundle, async () => {
         // The audit hook first: when it refuses (the likelier failure) neither the engine nor the file changes.
-        this.#events.activating?.({ revision: bundle.revision, previous: before, file: this.#file });
+        await this.#events.activating?.({ revision: bundle.revision, previous: before, file: this.#file });
         renameSync(candidate, this.#file);
         this.#current = identity;
       });

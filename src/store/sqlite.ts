@@ -1,5 +1,7 @@
 // The AccessStore on SQLite (better-sqlite3), safe for several jitgate processes sharing one file: WAL, every
 // write in a BEGIN IMMEDIATE transaction, short reads, and synchronous=FULL because a lost revocation re-opens access.
+// Two connections: reads (Checks, listings, the live-grant index) on one, writes on the other, so a write
+// transaction open across the awaits of the async `write` is never seen half-done by a read.
 import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
@@ -13,7 +15,17 @@ import type {
   Review,
   StoredAuditEntry,
 } from "../access/model.ts";
-import type { AccessStore, AuditFilter, GrantFilter, LiveGrant, Page, PageOf, PendingSummary, RequestFilter } from "../access/ports.ts";
+import type {
+  AccessStore,
+  AuditFilter,
+  GrantFilter,
+  LiveGrant,
+  Page,
+  PageOf,
+  PendingSummary,
+  RequestFilter,
+  WriteTx,
+} from "../access/ports.ts";
 import { AlreadyExists, Unavailable } from "../errors.ts";
 import { auditRowHash, GENESIS_HASH, verifyAuditChain, type AuditChainReport } from "./audit-chain.ts";
 import { AuditListing } from "./audit-listing.ts";
@@ -52,7 +64,7 @@ export const WRITE_HEADROOM_BYTES = 1 << 20;
 /** How long a lifecycle write keeps trying for the write lock another process holds before it is Unavailable. */
 export const DEFAULT_WRITE_BUDGET_MS = 2_000;
 
-/** The server's busy timeout for reads and its few synchronous writes (expiry passes, bundle audit entries). */
+/** The server's busy timeout for reads (its writes go through `write`, which never waits for the lock on the thread). */
 export const SERVER_BUSY_TIMEOUT_MS = 100;
 
 /** Expiries or timeouts recorded per call when the caller names no limit: a long outage is caught up in steps. */
@@ -63,23 +75,37 @@ const MAX_EVENTS_PER_READ = 10_000;
 
 export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
   // Grants and the audit trail are nobody else's business (0600); FULL because a lost revocation re-opens access.
-  const db = openWalFile(path, {
-    label: "store",
-    synchronous: "FULL",
-    busyTimeoutMs: Math.trunc(opts.busyTimeoutMs ?? 5000),
-    foreignKeys: true,
-  });
+  const open = () =>
+    openWalFile(path, {
+      label: "store",
+      synchronous: "FULL",
+      busyTimeoutMs: Math.trunc(opts.busyTimeoutMs ?? 5000),
+      foreignKeys: true,
+    });
+  const db = open();
+  let writer: Database.Database | undefined;
   try {
-    return new SqliteStore(db, { now: opts.now, writeBudgetMs: opts.writeBudgetMs });
+    // An in-memory database is one per connection: it reads and writes on the one.
+    writer = path === ":memory:" ? db : open();
+    return new SqliteStore(db, { now: opts.now, writeBudgetMs: opts.writeBudgetMs, writer });
   } catch (err) {
+    if (writer !== db) writer?.close();
     db.close();
     throw err;
   }
 }
 
 export class SqliteStore implements AccessStore {
+  /** Reads. */
   readonly #db: Database.Database;
   readonly #sql: Statements;
+  /** Writes (the same connection as #db when the store was built on one). */
+  readonly #w: Database.Database;
+  readonly #wsql: Statements;
+  /** The write transaction `write` holds open across its awaits; every other write waits its turn. */
+  #open = false;
+  #turn: Promise<unknown> = Promise.resolve();
+  readonly #tx: WriteTx;
   readonly #listings: Listings;
   readonly #auditListing: AuditListing;
   readonly #actionLists = new ActionLists();
@@ -102,30 +128,48 @@ export class SqliteStore implements AccessStore {
   #localCommits = 0;
 
   /** Use openSqliteStore: it sets the pragmas and migrates the schema first. */
-  constructor(db: Database.Database, options: { readonly now?: (() => number) | undefined; readonly writeBudgetMs?: number } = {}) {
+  constructor(
+    db: Database.Database,
+    options: { readonly now?: (() => number) | undefined; readonly writeBudgetMs?: number; readonly writer?: Database.Database } = {},
+  ) {
     this.#db = db;
+    this.#w = options.writer ?? db;
     this.#writeBudgetMs = options.writeBudgetMs ?? DEFAULT_WRITE_BUDGET_MS;
     const file = db.memory ? undefined : db.name;
     this.#writes = new WriteTracker({ now: options.now ?? Date.now, dir: file === undefined ? undefined : dirname(file) });
-    this.#probeWrite = db.transaction(() => {
-      const id = Math.trunc(Number(db.pragma("application_id", { simple: true })));
-      db.pragma(`application_id = ${id}`);
+    const w = this.#w;
+    this.#probeWrite = w.transaction(() => {
+      const id = Math.trunc(Number(w.pragma("application_id", { simple: true })));
+      w.pragma(`application_id = ${id}`);
     }).immediate;
     this.#sql = prepareStatements(db);
+    this.#wsql = w === db ? this.#sql : prepareStatements(w);
     this.#listings = new Listings(db);
     this.#auditListing = new AuditListing(db);
-    const run = db.transaction((fn: () => unknown) => fn());
-    this.#immediate = run.immediate;
-    this.#snapshot = run.deferred;
+    this.#immediate = w.transaction((fn: () => unknown) => fn()).immediate;
+    this.#snapshot = db.transaction((fn: () => unknown) => fn()).deferred;
+    this.#tx = {
+      request: (id) => this.#withReviews(this.#wsql, this.#wsql.requestById.get(id)),
+      insertRequest: (r) => this.insertRequest(r),
+      insertReview: (r) => this.insertReview(r),
+      decideRequest: (id, from, change) => this.decideRequest(id, from, change),
+      insertGrant: (g) => this.insertGrant(g),
+      revokeGrant: (id, at, by, reason) => this.revokeGrant(id, at, by, reason),
+      revokeGrantsOf: (subject, at, by, reason) => this.revokeGrantsOf(subject, at, by, reason),
+      recordExpiries: (now, limit) => this.recordExpiries(now, limit),
+      expirePending: (now, reason, limit) => this.expirePending(now, reason, limit),
+      appendAudit: (e) => this.appendAudit(e),
+    };
   }
 
   close(): void {
+    if (this.#w !== this.#db) this.#w.close();
     this.#db.close();
   }
 
   /** Copies the WAL back into the database file (TRUNCATE also empties the WAL); for a periodic maintenance task. */
   checkpoint(mode: "PASSIVE" | "TRUNCATE" = "PASSIVE"): { busy: boolean; walFrames: number; checkpointed: number } {
-    const [row] = this.#guard(() => this.#db.pragma(`wal_checkpoint(${mode})`)) as [{ busy: number; log: number; checkpointed: number }];
+    const [row] = this.#guard(() => this.#w.pragma(`wal_checkpoint(${mode})`)) as [{ busy: number; log: number; checkpointed: number }];
     return { busy: row.busy !== 0, walFrames: row.log, checkpointed: row.checkpointed };
   }
 
@@ -145,14 +189,14 @@ export class SqliteStore implements AccessStore {
    * through BUSY_PROBES_UNTIL_UNWRITABLE probes in a row makes writes not possible.
    */
   probeWrites(): WriteHealth {
-    if (!this.#db.open) return { possible: false, reason: "the store is closed" };
-    if (this.#db.readonly) return { possible: false, reason: "the database is open read-only" };
+    if (!this.#w.open) return { possible: false, reason: "the store is closed" };
+    if (this.#w.readonly) return { possible: false, reason: "the database is open read-only" };
     // Inside a caller's transaction the probe would commit or roll back the caller's work.
-    if (this.#db.inTransaction) return this.#writes.current;
+    if (this.#w.inTransaction || this.#open) return this.#writes.current;
     const last = this.#writes.current;
     if (!last.possible && last.code === "SQLITE_FULL" && !this.#hasHeadroom()) return last;
-    const busyTimeout = this.#db.pragma("busy_timeout", { simple: true }) as number;
-    this.#db.pragma("busy_timeout = 0");
+    const busyTimeout = this.#w.pragma("busy_timeout", { simple: true }) as number;
+    this.#w.pragma("busy_timeout = 0");
     try {
       this.#probeWrite();
       this.#busyProbes = 0;
@@ -167,7 +211,7 @@ export class SqliteStore implements AccessStore {
         this.#writes.notPossible("the health probe's write failed");
       }
     } finally {
-      this.#db.pragma(`busy_timeout = ${busyTimeout}`);
+      this.#w.pragma(`busy_timeout = ${busyTimeout}`);
     }
     return this.#writes.current;
   }
@@ -177,31 +221,68 @@ export class SqliteStore implements AccessStore {
     return this.probeWrites().possible;
   }
 
+  /**
+   * `fn` in one immediate transaction, now, on this thread (offline tools and tests; the server writes through
+   * `write`). Refused while `write` holds a transaction open: it would land inside that one.
+   */
   transaction<T>(fn: () => T): T {
+    if (this.#open) throw new Error("store: a synchronous transaction while an asynchronous write is open");
     return this.#write(fn);
   }
 
   /**
-   * `fn` in one immediate transaction, without ever waiting for the write lock on this thread: each attempt
-   * takes the lock at once or fails at once, and while another process holds it the next attempt is scheduled
-   * (backoff with jitter, 2 ms doubling to 100 ms) so the event loop answers other calls meanwhile. Past
-   * `budgetMs` the write is Unavailable ("the database is locked by another process"). `fn` may run again on a
-   * later attempt, so it must read what it depends on inside the transaction (every lifecycle write does).
+   * `fn` in one immediate transaction on the write connection, its awaits included, never waiting for the write
+   * lock on this thread: while another process holds it the store tries again (backoff with jitter, 2 ms
+   * doubling to 100 ms) so the event loop answers other calls meanwhile; past `budgetMs` the write is Unavailable
+   * ("the database is locked by another process"). Writes of this process take turns.
    */
-  async write<T>(fn: () => T, budgetMs = this.#writeBudgetMs): Promise<T> {
+  write<T>(fn: (tx: WriteTx) => Promise<T>, budgetMs = this.#writeBudgetMs): Promise<T> {
+    const run = this.#turn.then(() => this.#writeNow(fn, budgetMs));
+    this.#turn = run.catch(() => undefined);
+    return run;
+  }
+
+  async #writeNow<T>(fn: (tx: WriteTx) => Promise<T>, budgetMs: number): Promise<T> {
+    await this.#begin(budgetMs);
+    this.#open = true;
+    this.#depth++;
+    let result: T;
+    try {
+      result = await fn(this.#tx);
+      // SQLite may have rolled the transaction back on its own (SQLITE_FULL, SQLITE_BUSY).
+      if (!this.#w.inTransaction) throw rolledBack();
+      this.#guard(() => this.#w.exec("COMMIT"));
+    } catch (err) {
+      if (this.#w.inTransaction) this.#w.exec("ROLLBACK");
+      this.#writes.failed(err);
+      throw err;
+    } finally {
+      this.#depth--;
+      this.#open = false;
+    }
+    this.#mark++;
+    this.#localCommits++;
+    this.#writes.succeeded();
+    return result;
+  }
+
+  /** BEGIN IMMEDIATE on the write connection, trying again while another connection holds the lock. */
+  async #begin(budgetMs: number): Promise<void> {
     const deadline = performance.now() + budgetMs;
     for (let wait = 2; ; wait = Math.min(100, wait * 2)) {
-      const busyTimeout = this.#db.pragma("busy_timeout", { simple: true }) as number;
-      this.#db.pragma("busy_timeout = 0");
+      const busyTimeout = this.#w.pragma("busy_timeout", { simple: true }) as number;
+      this.#w.pragma("busy_timeout = 0");
       try {
-        return this.#write(fn);
+        this.#guard(() => this.#w.exec("BEGIN IMMEDIATE"));
+        return;
       } catch (err) {
-        if (!isLockBusy(err) || this.#depth > 0) throw err;
+        this.#writes.failed(err);
+        if (!isLockBusy(err)) throw err;
         const left = deadline - performance.now();
         if (left <= 0) throw new Unavailable("store: the database is locked by another process; try again", { cause: err });
         await new Promise((resolve) => setTimeout(resolve, Math.min(left, wait * (0.5 + Math.random()))));
       } finally {
-        if (this.#db.open) this.#db.pragma(`busy_timeout = ${busyTimeout}`);
+        if (this.#w.open) this.#w.pragma(`busy_timeout = ${busyTimeout}`);
       }
     }
   }
@@ -209,17 +290,17 @@ export class SqliteStore implements AccessStore {
   // ---- reads
 
   request(id: string): AccessRequest | undefined {
-    return this.#read(() => this.#withReviews(this.#sql.requestById.get(id)));
+    return this.#read(() => this.#withReviews(this.#sql, this.#sql.requestById.get(id)));
   }
 
   requestByClientKey(requester: string, clientKey: string): AccessRequest | undefined {
-    return this.#read(() => this.#withReviews(this.#sql.requestByClientKey.get(requester, clientKey)));
+    return this.#read(() => this.#withReviews(this.#sql, this.#sql.requestByClientKey.get(requester, clientKey)));
   }
 
   requests(filter: RequestFilter, page: Page): PageOf<AccessRequest> {
     return this.#read(() => {
       const { rows, next } = this.#listings.requests(filter, page);
-      return { items: this.#requestsWithReviews(rows), next };
+      return { items: this.#requestsWithReviews(this.#sql, rows), next };
     });
   }
 
@@ -302,7 +383,7 @@ export class SqliteStore implements AccessStore {
 
   insertRequest(request: AccessRequest): void {
     try {
-      this.#write(() => this.#sql.insertRequest.run(requestParams(request)));
+      this.#write(() => this.#wsql.insertRequest.run(requestParams(request)));
     } catch (err) {
       // The only UNIQUE index on requests besides its primary key is (requester, client_key).
       if (isUniqueViolation(err)) {
@@ -313,7 +394,7 @@ export class SqliteStore implements AccessStore {
   }
 
   insertReview(review: Review): void {
-    this.#write(() => this.#sql.insertReview.run(reviewParams(review)));
+    this.#write(() => this.#wsql.insertReview.run(reviewParams(review)));
   }
 
   decideRequest(
@@ -329,33 +410,33 @@ export class SqliteStore implements AccessStore {
       state_reason: change.stateReason,
       grant_id: change.grantId ?? null,
     };
-    return this.#write(() => this.#sql.decideRequest.run(params).changes === 1);
+    return this.#write(() => this.#wsql.decideRequest.run(params).changes === 1);
   }
 
   insertGrant(grant: Grant): GrantEvent {
     return this.#write(() => {
-      this.#sql.insertGrant.run(grantParams(grant));
+      this.#wsql.insertGrant.run(grantParams(grant));
       return this.#appendEvent("CREATED", grant.createdAt, grant);
     });
   }
 
   revokeGrant(id: string, at: number, by: string, reason: string): GrantEvent | undefined {
     return this.#write(() => {
-      const [row] = this.#sql.revokeLiveGrant.all({ id, at, by, reason });
+      const [row] = this.#wsql.revokeLiveGrant.all({ id, at, by, reason });
       return row === undefined ? undefined : this.#appendEvent("REVOKED", at, grantOf(row));
     });
   }
 
   revokeGrantsOf(subject: string, at: number, by: string, reason: string): readonly GrantEvent[] {
     return this.#write(() => {
-      const rows = this.#sql.revokeLiveGrantsOf.all({ subject, at, by, reason });
+      const rows = this.#wsql.revokeLiveGrantsOf.all({ subject, at, by, reason });
       return sortByExpiry(rows).map((row) => this.#appendEvent("REVOKED", at, grantOf(row)));
     });
   }
 
   recordExpiries(now: number, limit = DUE_PER_CALL): readonly GrantEvent[] {
     return this.#write(() => {
-      const rows = this.#sql.markDueExpiries.all(now, limit);
+      const rows = this.#wsql.markDueExpiries.all(now, limit);
       // Each event carries the moment the grant really expired, not when the sweep noticed.
       return sortByExpiry(rows).map((row) => this.#appendEvent("EXPIRED", row.expires_at, grantOf(row)));
     });
@@ -363,8 +444,8 @@ export class SqliteStore implements AccessStore {
 
   expirePending(now: number, stateReason: string, limit = DUE_PER_CALL): readonly AccessRequest[] {
     return this.#write(() => {
-      const rows = this.#sql.expireDuePending.all(stateReason, now, limit);
-      return this.#requestsWithReviews(sortByDeadline(rows));
+      const rows = this.#wsql.expireDuePending.all(stateReason, now, limit);
+      return this.#requestsWithReviews(this.#wsql, sortByDeadline(rows));
     });
   }
 
@@ -375,12 +456,12 @@ export class SqliteStore implements AccessStore {
    */
   appendAudit(entry: AuditEntry): void {
     this.#write(() => {
-      const prevHash = this.#sql.auditHead.get()?.hash ?? GENESIS_HASH;
-      const seq = Number(this.#sql.insertAudit.run({ ...auditParams(entry), prev_hash: prevHash }).lastInsertRowid);
+      const prevHash = this.#wsql.auditHead.get()?.hash ?? GENESIS_HASH;
+      const seq = Number(this.#wsql.insertAudit.run({ ...auditParams(entry), prev_hash: prevHash }).lastInsertRowid);
       // Hashed as read back, so the hash covers exactly what the verifier will read.
-      const row = this.#sql.auditRow.get(seq);
+      const row = this.#wsql.auditRow.get(seq);
       if (row === undefined) throw new Error(`store: audit row ${seq} vanished inside its transaction`);
-      this.#sql.sealAudit.run(auditRowHash(row), seq);
+      this.#wsql.sealAudit.run(auditRowHash(row), seq);
     });
   }
 
@@ -398,25 +479,25 @@ export class SqliteStore implements AccessStore {
   // ---- plumbing
 
   #appendEvent(kind: GrantEventKind, at: number, grant: Grant): GrantEvent {
-    const seq = Number(this.#sql.insertGrantEvent.run(grant.id, kind, at).lastInsertRowid);
+    const seq = Number(this.#wsql.insertGrantEvent.run(grant.id, kind, at).lastInsertRowid);
     return { seq, kind, at, grant };
   }
 
-  #withReviews(row: RequestRow | undefined): AccessRequest | undefined {
-    return row === undefined ? undefined : requestOf(row, this.#sql.reviewsOfRequest.all(row.id).map(reviewOf));
+  #withReviews(sql: Statements, row: RequestRow | undefined): AccessRequest | undefined {
+    return row === undefined ? undefined : requestOf(row, sql.reviewsOfRequest.all(row.id).map(reviewOf));
   }
 
   /** The requests of `rows` with their reviews, loaded in one query. */
-  #requestsWithReviews(rows: readonly RequestRow[]): AccessRequest[] {
+  #requestsWithReviews(sql: Statements, rows: readonly RequestRow[]): AccessRequest[] {
     if (rows.length === 0) return [];
-    return requestsOf(rows, this.#sql.reviewsOfRequests.all(JSON.stringify(rows.map((r) => r.id))));
+    return requestsOf(rows, sql.reviewsOfRequests.all(JSON.stringify(rows.map((r) => r.id))));
   }
 
   /** A write: its own immediate transaction, or a savepoint inside the caller's `transaction`. */
   #write<T>(fn: () => T): T {
     // SQLite may have rolled the caller's transaction back (SQLITE_FULL, SQLITE_BUSY); writing now would
     // autocommit outside it, so refuse until the caller's transaction unwinds.
-    if (this.#depth > 0 && !this.#db.inTransaction) throw rolledBack();
+    if (this.#depth > 0 && !this.#w.inTransaction) throw rolledBack();
     const outermost = this.#depth === 0;
     let result: T;
     try {
@@ -426,7 +507,7 @@ export class SqliteStore implements AccessStore {
             this.#depth++;
             try {
               const inner = fn();
-              if (!this.#db.inTransaction) throw rolledBack();
+              if (!this.#w.inTransaction) throw rolledBack();
               return inner;
             } finally {
               this.#depth--;

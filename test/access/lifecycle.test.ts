@@ -151,15 +151,15 @@ describe("access lifecycle", () => {
     assert.equal(access.listGrants(admin, { subject: "alice", includeInactive: true }, { size: 50, token: "" }).items.length, 3);
   });
 
-  test("a backlog of expiries after an outage is recorded in bounded passes, each grant once", () => {
+  test("a backlog of expiries after an outage is recorded in bounded passes, each grant once", async () => {
     const backlog = DUE_PER_PASS + 20;
     store.transaction(() => {
       for (let i = 0; i < backlog; i++) storeGrant(store, { id: `g${i}`, subject: `s${i}`, expiresAt: T0 + 1_000 + i });
     });
     now = T0 + 3_600_000;
-    assert.deepEqual(access.expiry.runDue(), { grants: DUE_PER_PASS, requests: 0 });
-    assert.deepEqual(access.expiry.runDue(), { grants: 20, requests: 0 });
-    assert.deepEqual(access.expiry.runDue(), { grants: 0, requests: 0 });
+    assert.deepEqual(await access.expiry.runDue(), { grants: DUE_PER_PASS, requests: 0 });
+    assert.deepEqual(await access.expiry.runDue(), { grants: 20, requests: 0 });
+    assert.deepEqual(await access.expiry.runDue(), { grants: 0, requests: 0 });
     const expired = store.grantEventsAfter(0, 10_000).filter((e) => e.kind === "EXPIRED");
     assert.equal(new Set(expired.map((e) => e.grant.id)).size, backlog);
   });
@@ -170,7 +170,7 @@ describe("access lifecycle", () => {
     const grant = access.getGrant((await access.requestAccess(alice, readOrders)).grantId as string);
     access.deps.feed.tick();
     now = grant.expiresAt + 5_000;
-    assert.deepEqual(access.expiry.runDue(), { grants: 1, requests: 0 });
+    assert.deepEqual(await access.expiry.runDue(), { grants: 1, requests: 0 });
     access.deps.feed.tick();
     assert.deepEqual(
       events.map((e) => [e.kind, e.at]),
@@ -179,7 +179,7 @@ describe("access lifecycle", () => {
         ["EXPIRED", grant.expiresAt],
       ],
     );
-    assert.deepEqual(access.expiry.runDue(), { grants: 0, requests: 0 });
+    assert.deepEqual(await access.expiry.runDue(), { grants: 0, requests: 0 });
     access.deps.feed.tick();
     assert.equal(events.length, 2);
   });
@@ -189,9 +189,9 @@ describe("access lifecycle", () => {
     let decided: string | undefined;
     access.waitForDecision(pending.id, (r) => (decided = r.state));
     now = pending.pendingUntil - 1;
-    assert.deepEqual(access.expiry.runDue(), { grants: 0, requests: 0 });
+    assert.deepEqual(await access.expiry.runDue(), { grants: 0, requests: 0 });
     now = pending.pendingUntil;
-    assert.deepEqual(access.expiry.runDue(), { grants: 0, requests: 1 });
+    assert.deepEqual(await access.expiry.runDue(), { grants: 0, requests: 1 });
     access.deps.feed.tick();
     assert.equal(decided, "EXPIRED");
     assert.equal((await access.getRequest(admin, pending.id)).decidedAt, pending.pendingUntil);

@@ -265,7 +265,7 @@ describe("on a trail written by the access domain (real policy, fake clock)", ()
     now = T0 + 10 * MINUTE;
     await access.revokeGrant(admin, approvedGrant, "incident closed");
     now = T0 + 14 * MINUTE;
-    access.expiry.runDue(); // the read grant expired at T0 + 13m
+    await access.expiry.runDue(); // the read grant expired at T0 + 13m
     close();
     await domains.remove();
   });

@@ -1,7 +1,7 @@
 // Records for store tests: valid defaults, overridden by what a test is about.
 import Database from "better-sqlite3";
 import type { AccessRequest, AuditEntry, Grant, GrantEvent, Review } from "../../src/access/model.ts";
-import type { AccessStore } from "../../src/access/ports.ts";
+import type { SqliteStore } from "../../src/store/sqlite.ts";
 import type { RequestPlan } from "../../src/policy/entrypoints.ts";
 
 export const T0 = Date.UTC(2026, 10, 23, 9, 0, 0);
@@ -89,7 +89,7 @@ export function anAuditEntry(over: Partial<AuditEntry> = {}): AuditEntry {
 }
 
 /** Stores a grant and the request it came from (a grant always has one); returns its CREATED event. */
-export function storeGrant(store: AccessStore, over: Partial<Grant> & { id: string }): GrantEvent {
+export function storeGrant(store: SqliteStore, over: Partial<Grant> & { id: string }): GrantEvent {
   const grant = aGrant({ requestId: `req-${over.id}`, ...over });
   return store.transaction(() => {
     store.insertRequest(aRequest({ id: grant.requestId, requester: { id: grant.subject, groups: [] }, state: "APPROVED" }));
