@@ -32,7 +32,7 @@ import { Admission } from "./server/admission.ts";
 import { accessServiceDefinition, loadAccessPackage } from "./server/proto.ts";
 import { startServer } from "./server/server.ts";
 import { DECISIONS_FILE } from "./store/decision-store.ts";
-import { openSqliteStore, SERVER_BUSY_TIMEOUT_MS, STORE_FILE } from "./store/sqlite.ts";
+import { openServerStore, SERVER_BUSY_TIMEOUT_MS, STORE_FILE } from "./store/sqlite.ts";
 import { WriteTracker } from "./store/sqlite-errors.ts";
 import { TokenService } from "./tokens/index.ts";
 import { JITGATE_VERSION } from "./version.ts";
@@ -84,7 +84,11 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
       },
     });
     opened.push(() => engine.close());
-    const store = openSqliteStore(join(config.dataDir, STORE_FILE), { now: () => clock.now(), busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS });
+    // Reads here; writes (their lock waits and fsyncs) on the store's own writer thread.
+    const store = await openServerStore(join(config.dataDir, STORE_FILE), {
+      now: () => clock.now(),
+      busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS,
+    });
     opened.push(() => store.close());
     const tokens = await TokenService.open(config.tokens, clock);
     const auth = await createAuthenticator(config.identity, { clock });
@@ -240,9 +244,9 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
     opened.push(() => server.close());
     // Decisions are served while a policy is loaded and the decision log keeps up (its queue rides out a failing
     // decisions.db); writes apart, from real writes and the store's probe. /healthz reports the same last check.
-    const updateHealth = () => {
+    const updateHealth = async () => {
       health.policy = engine.active ? { ready: engine.ready, revision: engine.active.revision } : { ready: engine.ready };
-      health.writes = store.probeWrites();
+      health.writes = await store.checkWrites();
       const queueCapacity = config.decisionLog.queueCapacity;
       const queueDepth = decisionLog.queueDepth;
       const keepingUp = queueDepth < queueCapacity * DECISION_QUEUE_HIGH_WATER;
@@ -254,8 +258,11 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
           : { serving: false, reason: `the decision log's queue is nearly full (${queueDepth} of ${queueCapacity} records)` };
       server.setServing({ decisions: health.decisions.serving, writes: health.writes.possible });
     };
-    updateHealth();
-    const healthTimer = setInterval(updateHealth, HEALTH_INTERVAL_MS);
+    await updateHealth();
+    const healthTimer = setInterval(
+      () => void updateHealth().catch((err: unknown) => log.error({ err }, "health check failed")),
+      HEALTH_INTERVAL_MS,
+    );
     opened.push(() => clearInterval(healthTimer));
 
     let metricsServer: RunningMetricsServer | undefined;

@@ -2,18 +2,10 @@
 // runs each batch and prune there, so a lock held by another process (a backup, an open `sqlite3` shell), the
 // busy waits it causes and the commits cost the serving thread nothing but one message each way per batch.
 import { Worker } from "node:worker_threads";
-import Database from "better-sqlite3";
 import type { DecisionRecord } from "../access/model.ts";
-import { describeThrown, FailedPrecondition, JitgateError, Unavailable } from "../errors.ts";
+import { describeThrown, Unavailable } from "../errors.ts";
+import { errorFromWire, type WireError } from "../store/wire-errors.ts";
 import type { DecisionWriter } from "./decision-log.ts";
-
-/** An error as it crosses the thread: jitgate's code (or "INTERNAL"), its message, and the SQLite code behind it. */
-export interface WireError {
-  readonly code: string;
-  readonly message: string;
-  readonly sqliteCode?: string;
-  readonly sqliteMessage?: string;
-}
 
 /** What the worker thread is asked to do; each request is answered once, in the order sent. */
 export type WriterRequest =
@@ -203,17 +195,4 @@ export class DecisionWriterThread implements DecisionWriter {
 
 function closedError(): Unavailable {
   return new Unavailable("decision log: the writer thread is closed");
-}
-
-/**
- * The error the store threw in the worker, rebuilt on this side: an Unavailable stays Unavailable (so the log
- * retries it) with a SqliteError of the same code as its cause (so write health learns why); a record the
- * store refuses stays a SqliteError, as the store throws it today.
- */
-export function errorFromWire(wire: WireError): Error {
-  const sqlite = wire.sqliteCode === undefined ? undefined : new Database.SqliteError(wire.sqliteMessage ?? wire.message, wire.sqliteCode);
-  const options = sqlite === undefined ? undefined : { cause: sqlite };
-  if (wire.code === "UNAVAILABLE") return new Unavailable(wire.message, options);
-  if (wire.code === "FAILED_PRECONDITION") return new FailedPrecondition(wire.message, options);
-  return sqlite ?? new JitgateError(wire.message);
 }

@@ -2,10 +2,9 @@
 // did on its own thread before) and runs the batches and prunes it is sent, one at a time, in order.
 import { parentPort, workerData } from "node:worker_threads";
 import type { DecisionRecord } from "../access/model.ts";
-import { describeThrown, JitgateError } from "../errors.ts";
 import { type DecisionStore, openDecisionStore } from "../store/decision-store.ts";
-import { sqliteCause } from "../store/sqlite-errors.ts";
-import type { WireError, WriterReply, WriterRequest, WriterWorkerData } from "./writer-thread.ts";
+import { errorToWire as toWire } from "../store/wire-errors.ts";
+import type { WriterReply, WriterRequest, WriterWorkerData } from "./writer-thread.ts";
 
 const port = parentPort;
 if (!port) throw new Error("writer-worker.ts runs only as a worker thread");
@@ -46,14 +45,6 @@ function handle(open: DecisionStore, msg: WriterRequest): number {
       store = undefined;
       return 0;
   }
-}
-
-/** What the main thread needs to rebuild the error: jitgate's code, the message, the SQLite code behind it. */
-function toWire(err: unknown): WireError {
-  const code = err instanceof JitgateError ? err.code : "INTERNAL";
-  const sqlite = sqliteCause(err);
-  const wire = { code, message: describeThrown(err) };
-  return sqlite === undefined ? wire : { ...wire, sqliteCode: sqlite.code, sqliteMessage: sqlite.message };
 }
 
 function reply(msg: WriterReply): void {

@@ -34,6 +34,7 @@ import { ActionLists, auditParams, grantEventOf, grantOf, grantParams, liveGrant
 import { reviewOf, reviewParams, sortByDeadline, sortByExpiry, type RequestRow } from "./rows.ts";
 import { isLockBusy, isUniqueViolation, rolledBack, storeError, type WriteHealth, WriteTracker } from "./sqlite-errors.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
+import { SqliteWriterThread } from "./sqlite-writer.ts";
 import { openWalFile } from "./wal-file.ts";
 
 /** The store's file name inside the data directory. */
@@ -95,6 +96,28 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Sq
   }
 }
 
+/**
+ * The server's store: reads on this thread, every write on a writer thread of its own (see sqlite-writer.ts), so
+ * the commit's fsync and any wait for another process's lock never hold up a Check.
+ */
+export async function openServerStore(path: string, opts: SqliteStoreOptions = {}): Promise<SqliteStore> {
+  // This thread opens (and migrates) first, so the writer never races a migration.
+  const store = openSqliteStore(path, opts);
+  try {
+    store.useWriterThread(
+      await SqliteWriterThread.start({
+        file: path,
+        busyTimeoutMs: Math.trunc(opts.busyTimeoutMs ?? 5000),
+        writeBudgetMs: opts.writeBudgetMs ?? DEFAULT_WRITE_BUDGET_MS,
+      }),
+    );
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return store;
+}
+
 export class SqliteStore implements AccessStore {
   /** Reads. */
   readonly #db: Database.Database;
@@ -106,6 +129,8 @@ export class SqliteStore implements AccessStore {
   #open = false;
   #turn: Promise<unknown> = Promise.resolve();
   readonly #tx: WriteTx;
+  /** When set, every write runs there and this thread's own write connection is not used. */
+  #thread: SqliteWriterThread | undefined;
   readonly #listings: Listings;
   readonly #auditListing: AuditListing;
   readonly #actionLists = new ActionLists();
@@ -162,9 +187,39 @@ export class SqliteStore implements AccessStore {
     };
   }
 
-  close(): void {
-    if (this.#w !== this.#db) this.#w.close();
-    this.#db.close();
+  /** Holds the writer thread still for `ms`, as a slow disk would (fault tests; see SqliteWriterThread.pause). */
+  pauseWriter(ms: number): Promise<void> {
+    if (this.#thread === undefined) return Promise.reject(new Error("store: no writer thread"));
+    return this.#thread.pause(ms);
+  }
+
+  /** Hands every write from now on to `thread` (openServerStore does). */
+  useWriterThread(thread: SqliteWriterThread): void {
+    this.#thread = thread;
+  }
+
+  close(): void | Promise<void> {
+    const closeConnections = () => {
+      if (this.#w !== this.#db && this.#w.open) this.#w.close();
+      if (this.#db.open) this.#db.close();
+    };
+    const thread = this.#thread;
+    if (thread === undefined) return closeConnections();
+    this.#thread = undefined;
+    return thread.close().finally(closeConnections);
+  }
+
+  /**
+   * Whether writes are possible now, from the writer's own health probe (see probeWrites), run where the writes
+   * run: on the writer thread when there is one, so the probe's fsync never holds up this thread.
+   */
+  async checkWrites(): Promise<WriteHealth> {
+    if (this.#thread === undefined) return this.probeWrites();
+    try {
+      return await this.#thread.probeWrites();
+    } catch (err) {
+      return { possible: false, reason: err instanceof Error ? err.message : String(err) };
+    }
   }
 
   /** Copies the WAL back into the database file (TRUNCATE also empties the WAL); for a periodic maintenance task. */
@@ -237,6 +292,15 @@ export class SqliteStore implements AccessStore {
    * ("the database is locked by another process"). Writes of this process take turns.
    */
   write<T>(fn: (tx: WriteTx) => Promise<T>, budgetMs = this.#writeBudgetMs): Promise<T> {
+    const thread = this.#thread;
+    if (thread !== undefined) {
+      return thread.write(fn, budgetMs).then((result) => {
+        // Committed on the writer's connection: the live-grant index hears of it from this process's mark at once.
+        this.#mark++;
+        this.#localCommits++;
+        return result;
+      });
+    }
     const run = this.#turn.then(() => this.#writeNow(fn, budgetMs));
     this.#turn = run.catch(() => undefined);
     return run;
@@ -495,6 +559,7 @@ export class SqliteStore implements AccessStore {
 
   /** A write: its own immediate transaction, or a savepoint inside the caller's `transaction`. */
   #write<T>(fn: () => T): T {
+    if (this.#thread !== undefined) throw new Error("store: this store writes on its writer thread, through write()");
     // SQLite may have rolled the caller's transaction back (SQLITE_FULL, SQLITE_BUSY); writing now would
     // autocommit outside it, so refuse until the caller's transaction unwinds.
     if (this.#depth > 0 && !this.#w.inTransaction) throw rolledBack();

@@ -1,13 +1,14 @@
-// Another process holding jitgate.db's write lock (a backup tool, a second jitgate, `sqlite3` at a prompt)
-// delays only the writes themselves: Checks and reads are answered while it holds it, a write waits for it
-// without blocking the event loop, and one that cannot get it within the write budget is UNAVAILABLE.
+// Another process holding jitgate.db's write lock (a backup tool, a second jitgate, `sqlite3` at a prompt), or a
+// writer thread held still as by a hanging fsync, delays only the writes themselves: Checks and reads are
+// answered meanwhile, a write waits without blocking the event loop, and one that cannot get the lock within
+// the write budget is UNAVAILABLE.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import Database from "better-sqlite3";
 import type { Jitgate } from "../../src/app.ts";
-import { DEFAULT_WRITE_BUDGET_MS, STORE_FILE } from "../../src/store/sqlite.ts";
+import { DEFAULT_WRITE_BUDGET_MS, type SqliteStore, STORE_FILE } from "../../src/store/sqlite.ts";
 import { api, type Api, type Caller, failsWith, tokenFor } from "../support/api.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
 import { startTestJitgate } from "../support/jitgate.ts";
@@ -70,6 +71,27 @@ describe("a write lock held by another process", () => {
     } finally {
       if (!released) lock.release();
     }
+  });
+
+  test("a writer held still for 1.5 s (as by a disk whose fsync hangs) delays only the writes: Checks and reads go on", async () => {
+    const store = jitgate.access.deps.store as unknown as SqliteStore;
+    const events: string[] = [];
+    const paused = store.pauseWriter(1_500).then(() => events.push("writer free"));
+    await new Promise((r) => setTimeout(r, 50));
+    const dana = client.as(await tokenFor(join(dir, "data"), "dana", ["engineering"]));
+    const write = dana.call("RequestAccess", { ...READ, ticket: "INC-4" }).then((r) => {
+      events.push("write committed");
+      return r;
+    });
+    for (let i = 0; i < 20; i++) {
+      const check = await alice.call("Check", { subject: "alice", resource: "db/orders", action: "read", context: FROM_OFFICE });
+      assert.equal(check.allow, true);
+    }
+    await alice.call("ListGrants", {});
+    events.push("20 checks and a read answered");
+    assert.equal((await write).state, "APPROVED");
+    await paused;
+    assert.deepEqual(events, ["20 checks and a read answered", "writer free", "write committed"]);
   });
 
   test("a write that cannot get the lock within its budget is UNAVAILABLE, and nothing of it is stored", async () => {
