@@ -31,7 +31,8 @@ async function metric(url: string, name: string): Promise<number> {
 }
 
 const dataDir = await tempDir("jitgate-bench-check-");
-const jitgate = await spawnDevServe(dataDir);
+// One process, beside one baseline process.
+const jitgate = await spawnDevServe(dataDir, ["--workers", "1"]);
 const baseline = await startBaseline();
 const jg = api(jitgate.address);
 const bl = api(baseline.address);

@@ -133,7 +133,7 @@ export const DEFAULTS = {
   // a Check, and far above what scheduling noise on a loaded machine adds to a quick evaluation.
   policyTimeout: "100ms",
   policyWorkers: "2",
-  workers: "1",
+  workers: "auto",
 } as const;
 
 export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: string): ServeConfig {

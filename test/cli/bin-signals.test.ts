@@ -111,7 +111,19 @@ describe("bin/jitgate re-run under Node 24 passes signals through", { skip: proc
 
   // detached: the wrapper leads a process group of its own, as a terminal's foreground job does.
   async function serve(name: string): Promise<Wrapped> {
-    const args = ["serve", "--dev", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", join(dir, name)];
+    // One process: what is under test is the wrapper's signal forwarding (serve-workers.test.ts has the cluster's).
+    const args = [
+      "serve",
+      "--dev",
+      "--workers",
+      "1",
+      "--listen",
+      "127.0.0.1:0",
+      "--metrics-listen",
+      "127.0.0.1:0",
+      "--data-dir",
+      join(dir, name),
+    ];
     const wrapper = spawn(runtime.node, [join(ROOT, "bin", "jitgate"), ...args, "--bundle", REAL_BUNDLE], {
       cwd: ROOT,
       env: runtime.env,

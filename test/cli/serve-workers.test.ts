@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -197,5 +198,31 @@ describe("jitgate serve --workers 2", { timeout: 120_000 }, () => {
     const probe = createServer();
     await new Promise<void>((ok, fail) => probe.once("error", fail).listen(port, "127.0.0.1", () => ok()));
     await new Promise<void>((ok) => probe.close(() => ok()));
+  });
+});
+
+describe("jitgate serve with the default --workers (auto: one per core)", { timeout: 120_000 }, () => {
+  it("runs one worker per core, and a SIGKILL of the primary leaves no worker behind holding the port", async () => {
+    const dataDir = await tempDir("jitgate-workers-auto-");
+    try {
+      const serve = await spawnDevServe(dataDir);
+      const { workers } = await workersOf(serve.metricsUrl);
+      assert.equal(workers.length, availableParallelism());
+      const exited = once(serve.child, "exit");
+      serve.child.kill("SIGKILL");
+      await exited;
+      // The workers see their primary gone (the IPC channel closes) and end on their own.
+      await until("every worker has ended", () => Promise.resolve(workers.every((w) => !alive(w.pid)) || undefined));
+      const port = Number(serve.address.split(":").pop());
+      await until("the port is free", async () => {
+        const probe = createServer();
+        const free = await new Promise<boolean>((ok) => probe.once("error", () => ok(false)).listen(port, "127.0.0.1", () => ok(true)));
+        if (!free) return undefined;
+        await new Promise<void>((ok) => probe.close(() => ok()));
+        return true;
+      });
+    } finally {
+      await removeDir(dataDir);
+    }
   });
 });
