@@ -76,14 +76,13 @@ export async function startBaseline(): Promise<Served> {
 }
 
 /**
- * The do-nothing grpc-js server in `processes` node:cluster workers sharing one port (each worker accepting its own
- * connections, as `jitgate serve --workers N` does). `pid` is the primary's; its workers are its
+ * The do-nothing grpc-js server in `processes` node:cluster workers sharing one port (the primary hands connections
+ * to the workers round-robin, as `jitgate serve --workers N` does). `pid` is the primary's; its workers are its
  * children (see server-watch.ts treeCpuMicros).
  */
 export async function startBaselineCluster(processes: number): Promise<Served> {
   const script = [
     `const cluster = require("node:cluster");`,
-    `cluster.schedulingPolicy = cluster.SCHED_NONE;`,
     `cluster.setupPrimary({ exec: process.argv[1], execArgv: [] });`,
     `for (let i = 0; i < Number(process.argv[2]); i++) cluster.fork();`,
     `process.once("SIGTERM", () => { for (const w of Object.values(cluster.workers)) w.process.kill("SIGTERM"); });`,

@@ -1,8 +1,8 @@
 // `make bench` (decision speed): the same question asked of every server in one run, in alternating rounds.
 //   - do-nothing grpc-js with a fixed allow (bench/baseline-server.ts): 1 process, the single-process ceiling;
 //     and N processes (N = cores) in node:cluster on one port, the every-core ceiling. node:cluster, not N ports,
-//     because `jitgate serve --workers N` is node:cluster too (each worker accepting its own connections from
-//     the shared socket), so both are loaded by the same single h2load with the same 8 connections;
+//     because `jitgate serve --workers N` is node:cluster too (the primary hands each connection to a worker
+//     round-robin), so both are loaded by the same single h2load with the same 8 connections;
 //   - jitgate Check over gRPC by subject and by token (`jitgate serve`, 1 process), and by subject with every
 //     core (`jitgate serve --workers 2`);
 //   - OPA's own server (`opa run --server`) on the same Rego, the grants in its input: h2c with h2load, and
@@ -394,7 +394,7 @@ try {
     load: {
       h2load: { connections: CONNECTIONS, streamsPerConnection: STREAMS, seconds: SECONDS },
       wrk: { connections: WRK_CONNECTIONS, threads: WRK_THREADS, seconds: SECONDS },
-      everyCoreCeiling: `node:cluster, ${CORES} workers on one port (each worker accepting its own connections, as jitgate serve --workers)`,
+      everyCoreCeiling: `node:cluster, ${CORES} workers on one port (round-robin by connection, as jitgate serve --workers)`,
       opa: "opa run --server on policies/ without *_test.rego, the grants in input; OPA's own threads unrestricted (GOMAXPROCS default)",
     },
     targets: Object.fromEntries(

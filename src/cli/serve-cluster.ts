@@ -1,5 +1,5 @@
 // `jitgate serve --workers N`: the primary forks N workers that each run jitgate (node:cluster shares the one
-// listening socket; each worker accepts its own connections), serves /metrics (its workers' aggregated) and /healthz (each worker's), replaces
+// listening socket, round-robin), serves /metrics (its workers' aggregated) and /healthz (each worker's), replaces
 // a worker that dies, and drains them all on SIGINT/SIGTERM. The primary itself serves no gRPC.
 import cluster, { type Worker } from "node:cluster";
 import { AggregatorRegistry } from "prom-client";
@@ -77,10 +77,11 @@ export async function serveCluster(config: ServeConfig, log: Logger): Promise<vo
       for (const s of targets) send(s.worker, { type: "jitgate:metrics?", requestId });
     });
 
-  // Workers accept connections themselves (SCHED_NONE). In Node's default round-robin mode the primary accepts
-  // and hands each connection to a worker; one handed to a worker at the moment it dies is kept by nobody, and
-  // its client waits forever for an HTTP/2 handshake (found killing workers under load).
-  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  // Node's round-robin (the primary accepts and hands each connection to a worker in turn) balances connections
+  // across workers. Known gap: a connection handed to a worker at the moment it dies is kept by nobody, and its
+  // client waits for an HTTP/2 handshake until it gives up (a node:cluster issue; `make test-long` kills workers
+  // under load and counts it). NODE_CLUSTER_SCHED_POLICY=none lets workers accept for themselves instead: no such
+  // orphans, but the kernel may hand every connection to one worker.
   const fork = (slot: number) =>
     new Promise<{ address: string; revision: string | undefined }>((ok, fail) => {
       const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot) });
