@@ -143,6 +143,16 @@ export async function startJitgate(under: string, bundle = REAL_BUNDLE, extra: r
     ticket: "INC-77",
   });
   if (grant.state !== "APPROVED") throw new Error(`alice's read on db/orders was not auto-approved: ${grant.state_reason}`);
+  // bob holds the same read: the overload bench's run-away Checks are about him, the load's about alice.
+  const bob = client.as(await tokenFor(dataDir, "bob", ["engineering"]));
+  const bobs = await bob.call("RequestAccess", {
+    resource: "db/orders",
+    actions: ["read"],
+    duration: { seconds: 3600 },
+    justification: "overload benchmark: run-away Checks for bob",
+    ticket: "INC-78",
+  });
+  if (bobs.state !== "APPROVED") throw new Error(`bob's read on db/orders was not auto-approved: ${bobs.state_reason}`);
   const token = await tokenFor(dataDir, "svc-bench", ["jitgate-checkers"]);
   const pid = served.child.pid;
   if (pid === undefined) throw new Error("jitgate serve has no pid");
