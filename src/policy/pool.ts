@@ -66,25 +66,17 @@ const QUARANTINE_MS = 10_000;
 const QUARANTINE_STRIKES = 2;
 const QUARANTINE_MAX = 1_000;
 
-/**
- * A question as the quarantine knows it. For a check: who is checked for what (subject, resource, action), not
- * the whole input, so a caller varying the rest (a context key, the groups) cannot make every variant cost a
- * run-away evaluation and a worker restart: once one has run away, checks of the same subject, resource and action
- * are refused for QUARANTINE_MS. Requests and reviews are limited per requester already (and carry the text their
- * author typed): for them, and any other entrypoint, the whole input but its `now`.
- */
-function questionKey(entrypoint: string, input: unknown): string {
-  if (entrypoint === ENTRYPOINTS.checkDecision) {
-    const i = (input ?? {}) as { subject?: { id?: unknown }; resource?: unknown; action?: unknown };
-    return `${entrypoint}\n${JSON.stringify([i.subject?.id, i.resource, i.action])}`;
-  }
+/** A question exactly: its entrypoint and its whole input but `now`. */
+function exactKey(entrypoint: string, input: unknown): string {
   const timeless = input !== null && typeof input === "object" && !Array.isArray(input) ? { ...input, now: undefined } : input;
   return `${entrypoint}\n${JSON.stringify(timeless ?? null)}`;
 }
 
-/** What the quarantine compares, in words, for the refusal's message. */
-function sameQuestion(entrypoint: string): string {
-  return entrypoint === ENTRYPOINTS.checkDecision ? "a check of the same subject, resource and action" : "the same question";
+/** For a check: who is checked for what (subject, resource, action), whatever the context and groups. */
+function aboutKey(entrypoint: string, input: unknown): string | undefined {
+  if (entrypoint !== ENTRYPOINTS.checkDecision) return undefined;
+  const i = (input ?? {}) as { subject?: { id?: unknown }; resource?: unknown; action?: unknown };
+  return `${entrypoint}\n${JSON.stringify([i.subject?.id, i.resource, i.action])}`;
 }
 
 export class PolicyPool implements BundleHolder {
@@ -95,7 +87,8 @@ export class PolicyPool implements BundleHolder {
   #loading: Generation | undefined;
   readonly #queue: Pending[] = [];
   /** Questions that ran past the budget recently: question key -> until when (performance.now ms) and on which revision. */
-  readonly #quarantine = new Map<string, { until: number; revision: string; strikes: number }>();
+  /** By exactKey: how often that very question ran away; by aboutKey: which different questions about it did. */
+  readonly #quarantine = new Map<string, { until: number; revision: string; strikes: number; variants: Set<string> }>();
   #flushScheduled = false;
   #watchdog: NodeJS.Timeout | undefined;
   #seq = 0;
@@ -171,7 +164,7 @@ export class PolicyPool implements BundleHolder {
     if (this.#closed) return Promise.reject(new Unavailable("the policy pool is closed"));
     if (!this.#serving && !this.#loading) return Promise.reject(new Unavailable("no policy bundle is loaded"));
     if (this.#quarantine.size > 0) {
-      const refused = this.#quarantined(entrypoint, questionKey(entrypoint, input));
+      const refused = this.#quarantined(entrypoint, input);
       if (refused) return Promise.reject(refused);
     }
     return new Promise((resolve, reject) => {
@@ -437,32 +430,64 @@ export class PolicyPool implements BundleHolder {
 
   /** Stops every worker of a loading generation; its `loaded` then rejects and activate reports why. */
   /**
-   * A question that has run past the budget twice within QUARANTINE_MS (see questionKey) is refused at once until
-   * then: each stop costs a worker restart (~120-170 ms of CPU), so a caller repeating a run-away question must not
-   * make the pool restart workers over and over. One timeout alone never quarantines: on a loaded machine a quick
-   * evaluation can be descheduled past the budget, and refusing that question for 10 s would turn one slow moment
-   * into thousands of denials. A new bundle forgets every quarantined question.
+   * Run-away questions are refused at once for QUARANTINE_MS, without being evaluated, once there is evidence they
+   * will run away again: each stop costs a worker restart (~120-170 ms of CPU), so a caller repeating a run-away
+   * question, or varying a context key to dodge the first rule, must not make the pool restart workers over and
+   * over. Refused: the very same question (all but `now`) once it has run away twice; any check of a subject,
+   * resource and action once two different checks of them have. One timeout alone never quarantines: on a loaded
+   * machine a quick evaluation can be descheduled past the budget, and refusing it for 10 s would turn one slow
+   * moment into thousands of denials. Nor does one bad context condemn the subject's other checks. A new bundle
+   * forgets it all.
    */
   #remember(item: EvalItem, revision: string): void {
     if (this.#quarantine.size >= QUARANTINE_MAX) this.#quarantine.clear();
-    const key = questionKey(item.entrypoint, JSON.parse(item.input) as unknown);
+    const input = JSON.parse(item.input) as unknown;
+    const exact = exactKey(item.entrypoint, input);
     const now = performance.now();
-    const earlier = this.#quarantine.get(key);
-    const strikes = earlier && earlier.until > now && earlier.revision === revision ? earlier.strikes + 1 : 1;
-    this.#quarantine.set(key, { until: now + QUARANTINE_MS, revision, strikes });
+    const note = (key: string) => {
+      const earlier = this.#quarantine.get(key);
+      const current = earlier && earlier.until > now && earlier.revision === revision ? earlier : undefined;
+      const entry = {
+        until: now + QUARANTINE_MS,
+        revision,
+        strikes: (current?.strikes ?? 0) + 1,
+        variants: current?.variants ?? new Set<string>(),
+      };
+      entry.variants.add(exact);
+      this.#quarantine.set(key, entry);
+    };
+    note(exact);
+    const about = aboutKey(item.entrypoint, input);
+    if (about !== undefined) note(about);
   }
 
-  #quarantined(entrypoint: string, key: string): PolicyTimeout | undefined {
+  #quarantined(entrypoint: string, input: unknown): PolicyTimeout | undefined {
+    const budget = `the ${this.#opts.timeoutMs} ms policy budget`;
+    const exact = this.#entry(exactKey(entrypoint, input));
+    if (exact && exact.strikes >= QUARANTINE_STRIKES) {
+      return new PolicyTimeout(
+        `the same question ran past ${budget} twice (revision ${exact.revision}) moments ago; refused without evaluating it again for up to ${QUARANTINE_MS / 1000} s`,
+      );
+    }
+    const aboutKeyOf = aboutKey(entrypoint, input);
+    const about = aboutKeyOf === undefined ? undefined : this.#entry(aboutKeyOf);
+    if (about && about.variants.size >= QUARANTINE_STRIKES) {
+      return new PolicyTimeout(
+        `${about.variants.size} different checks of the same subject, resource and action ran past ${budget} (revision ${about.revision}) moments ago; refused without evaluating for up to ${QUARANTINE_MS / 1000} s`,
+      );
+    }
+    return undefined;
+  }
+
+  /** A quarantine entry still in force for the serving bundle (one that is not is forgotten). */
+  #entry(key: string): { revision: string; strikes: number; variants: Set<string> } | undefined {
     const entry = this.#quarantine.get(key);
     if (!entry) return undefined;
     if (entry.until <= performance.now() || entry.revision !== this.#serving?.bundle.revision) {
       this.#quarantine.delete(key);
       return undefined;
     }
-    if (entry.strikes < QUARANTINE_STRIKES) return undefined;
-    return new PolicyTimeout(
-      `${sameQuestion(entrypoint)} ran past the ${this.#opts.timeoutMs} ms policy budget twice (revision ${entry.revision}) moments ago; refused without evaluating it again for up to ${QUARANTINE_MS / 1000} s`,
-    );
+    return entry;
   }
 
   #failLoading(generation: Generation, timeoutMs: number): void {

@@ -100,32 +100,52 @@ describe("policy pool", () => {
     }
   });
 
-  test("a question that ran away twice is refused at once, without stopping another worker; once is not enough", async () => {
+  test("the same question that ran away twice is refused at once; once is not enough, and the subject's other checks go on", async () => {
     const timeouts: string[] = [];
     const pool = new PolicyPool({ workers: 2, timeoutMs: 200, onTimeout: (e) => timeouts.push(e.entrypoint) });
     try {
       await pool.activate(slowOnOne);
       const burn = { ...CHECK, context: { ...CHECK.context, burn: "yes" } };
       await assert.rejects(pool.checkDecision(burn), /did not answer within 200 ms/);
-      // Once may be machine noise: the same question is evaluated (and stopped) a second time...
-      await assert.rejects(pool.checkDecision({ ...burn, context: { ...burn.context, n: "1" } }), /did not answer within 200 ms/);
-      assert.equal((await pool.checkDecision({ ...CHECK, subject: { id: "erin", groups: ["engineering"] } })).result.allow, true);
-      // ...then, a moment later (a new `now`), the same question, or the same subject, resource and action with
-      // another context (a caller varying a key to dodge the quarantine): refused without being evaluated.
-      for (const again of [{ ...burn, now: NOW + 1 }, { ...burn, context: { ...burn.context, n: "2" } }, CHECK]) {
+      // Once may be machine noise: the same question, a moment later, is evaluated (and stopped) a second time...
+      await assert.rejects(pool.checkDecision({ ...burn, now: NOW + 1 }), /did not answer within 200 ms/);
+      // ...then refused without being evaluated.
+      await assert.rejects(pool.checkDecision({ ...burn, now: NOW + 2 }), (err: unknown) => {
+        assert.ok(err instanceof PolicyTimeout);
+        assert.equal(err.reason, "policy_timeout");
+        assert.match(err.message, /the same question ran past the 200 ms policy budget twice/);
+        return true;
+      });
+      assert.deepEqual(timeouts, ["jit/check/decision", "jit/check/decision"], "no third worker was stopped");
+      // One bad context does not condemn the subject: alice's ordinary check is evaluated and allowed.
+      assert.equal((await pool.checkDecision(CHECK)).result.allow, true);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test("checks of one subject, resource and action that run away with different contexts are all refused after two", async () => {
+    const timeouts: string[] = [];
+    const pool = new PolicyPool({ workers: 2, timeoutMs: 200, onTimeout: (e) => timeouts.push(e.entrypoint) });
+    try {
+      await pool.activate(slowOnOne);
+      const burn = (n: string) => ({ ...CHECK, context: { ...CHECK.context, burn: "yes", n } });
+      await assert.rejects(pool.checkDecision(burn("1")), /did not answer within 200 ms/);
+      await assert.rejects(pool.checkDecision(burn("2")), /did not answer within 200 ms/);
+      // A caller varying a key to dodge the quarantine: every further check of alice reading db/orders is refused.
+      for (const again of [burn("3"), burn("4"), CHECK]) {
         await assert.rejects(pool.checkDecision(again), (err: unknown) => {
           assert.ok(err instanceof PolicyTimeout);
-          assert.equal(err.reason, "policy_timeout");
-          assert.match(err.message, /a check of the same subject, resource and action ran past the 200 ms policy budget twice/);
+          assert.match(err.message, /2 different checks of the same subject, resource and action ran past the 200 ms policy budget/);
           return true;
         });
       }
-      assert.deepEqual(timeouts, ["jit/check/decision", "jit/check/decision"], "no third worker was stopped");
-      // Other questions are evaluated as usual, the burning one for another subject too.
-      assert.equal(typeof (await pool.checkDecision({ ...CHECK, action: "write" })).result.allow, "boolean");
+      assert.equal(timeouts.length, 2, "no third worker was stopped");
+      // Other subjects and actions are evaluated as usual, the burning question for another subject too.
       assert.equal((await pool.checkDecision({ ...CHECK, subject: { id: "carol", groups: ["engineering"] } })).result.allow, true);
+      assert.equal(typeof (await pool.checkDecision({ ...CHECK, action: "write" })).result.allow, "boolean");
       await assert.rejects(
-        pool.checkDecision({ ...burn, subject: { id: "bob", groups: ["engineering"] } }),
+        pool.checkDecision({ ...burn("5"), subject: { id: "bob", groups: ["engineering"] } }),
         /did not answer within 200 ms/,
       );
       assert.equal(timeouts.length, 3);
