@@ -1,4 +1,4 @@
-// `make bench` (decision path): Check over gRPC against a real `jitgate serve` (authentication, SQLite read,
+// `make bench` (decision path): Check over gRPC against a real `jitgate serve` (authentication, live-grant read,
 // Rego in Wasm, decision log, metrics), each server in its own process, against a do-nothing grpc-js Check
 // measured in the same run. Also proves the decision log keeps up: after the run and a clean shutdown, the
 // decisions table holds one record per call made, and the drop counter is 0.

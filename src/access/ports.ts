@@ -80,8 +80,6 @@ export interface AccessReads {
   grants(filter: GrantFilter, page: Page): PageOf<Grant>;
   /** Every grant of the subject that is neither revoked nor expired at `now`. */
   liveGrantsOf(subject: string, now: number): readonly Grant[];
-  /** The access check's read: one indexed query for the subject's live grants on one resource. */
-  liveGrantsOn(subject: string, resource: string, now: number): readonly LiveGrant[];
   /** Grant events with seq > `after`, oldest first, at most `limit`; each with its grant as stored now. */
   grantEventsAfter(after: number, limit: number): readonly GrantEvent[];
   /** Every grant not revoked and not expired at `now`, and the latest grant event seq, from one snapshot. */

@@ -387,6 +387,7 @@ export class SqliteStore implements AccessStore {
     return this.#guard(() => this.#sql.liveGrantsOf.all(subject, now)).map(grantOf);
   }
 
+  /** The subject's live grants on one resource, in one indexed query (Checks read the live-grant index instead). */
   liveGrantsOn(subject: string, resource: string, now: number): readonly LiveGrant[] {
     const rows = this.#guard(() => this.#sql.liveGrantsOn.all(subject, resource, now));
     return rows.map((row) => liveGrantOf(row, this.#actionLists));
