@@ -28,7 +28,8 @@ export type WriterThreadReply =
   | { readonly t: "done"; readonly seq: number; readonly value: unknown }
   | { readonly t: "failed"; readonly seq: number; readonly error: WireError };
 
-type Step = { readonly t: WriterThreadRequest["t"] } & Record<string, unknown>;
+/** A request before it is numbered. */
+type Step = WriterThreadRequest extends infer R ? (R extends unknown ? Omit<R, "seq"> : never) : never;
 
 const WORKER_FILE = new URL("./sqlite-writer-worker.ts", import.meta.url);
 const TX_METHODS: readonly (keyof WriteTx)[] = [
@@ -135,7 +136,7 @@ export class SqliteWriterThread {
     return result;
   }
 
-  #call(step: Omit<Step, "seq"> & { t: WriterThreadRequest["t"] }): Promise<unknown> {
+  #call(step: Step): Promise<unknown> {
     if (this.#lost) return Promise.reject(this.#lost);
     const seq = ++this.#seq;
     return new Promise((resolve, reject) => {
