@@ -103,8 +103,8 @@ bench: $(BUNDLE) $(DEPS)
 	node bench/enforce.ts
 	node bench/check.ts
 	node bench/dev-loop.ts
-	scripts/ensure-h2load.sh && node bench/overload.ts
-	scripts/ensure-wrk.sh && node bench/speed.ts
+	scripts/ensure-debian-tool.sh h2load nghttp2-client && node bench/overload.ts
+	scripts/ensure-debian-tool.sh wrk wrk && node bench/speed.ts
 	node bench/in-process-check.ts
 	node bench/half-rate.ts
 	node bench/rss-millions.ts

@@ -133,26 +133,21 @@ export async function startJitgate(under: string, bundle = REAL_BUNDLE, extra: r
   const served = await spawnDevServe(dataDir, extra, bundle, "error");
   started(served.child);
   const client = api(served.address);
-  const aliceToken = await tokenFor(dataDir, "alice", ["engineering"]);
-  const alice = client.as(aliceToken);
-  const grant = await alice.call("RequestAccess", {
-    resource: "db/orders",
-    actions: ["read"],
-    duration: { seconds: 3600 },
-    justification: "overload benchmark: Checks for alice",
-    ticket: "INC-77",
-  });
-  if (grant.state !== "APPROVED") throw new Error(`alice's read on db/orders was not auto-approved: ${grant.state_reason}`);
-  // bob holds the same read: the overload bench's run-away Checks are about him, the load's about alice.
-  const bob = client.as(await tokenFor(dataDir, "bob", ["engineering"]));
-  const bobs = await bob.call("RequestAccess", {
-    resource: "db/orders",
-    actions: ["read"],
-    duration: { seconds: 3600 },
-    justification: "overload benchmark: run-away Checks for bob",
-    ticket: "INC-78",
-  });
-  if (bobs.state !== "APPROVED") throw new Error(`bob's read on db/orders was not auto-approved: ${bobs.state_reason}`);
+  // alice holds a read on db/orders, for the loads' Checks; bob the same, for the overload bench's run-away ones.
+  const readFor = async (id: string, ticket: string): Promise<string> => {
+    const token = await tokenFor(dataDir, id, ["engineering"]);
+    const request = await client.as(token).call("RequestAccess", {
+      resource: "db/orders",
+      actions: ["read"],
+      duration: { seconds: 3600 },
+      justification: `benchmark: Checks for ${id}`,
+      ticket,
+    });
+    if (request.state !== "APPROVED") throw new Error(`${id}'s read on db/orders was not auto-approved: ${request.state_reason}`);
+    return token;
+  };
+  const aliceToken = await readFor("alice", "INC-77");
+  await readFor("bob", "INC-78");
   const token = await tokenFor(dataDir, "svc-bench", ["jitgate-checkers"]);
   const pid = served.child.pid;
   if (pid === undefined) throw new Error("jitgate serve has no pid");

@@ -51,6 +51,8 @@ export interface SqliteStoreOptions {
   readonly writeBudgetMs?: number;
   /** The clock for when writes stopped being possible. Default Date.now. */
   readonly now?: () => number;
+  /** Set by openServerStore: writes will run on a writer thread, so this thread opens no write connection. */
+  readonly writerThread?: boolean;
 }
 
 /** Health probes in a row that may find another process holding the write lock before the store counts as unwritable. */
@@ -86,8 +88,9 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Sq
   const db = open();
   let writer: Database.Database | undefined;
   try {
-    // An in-memory database is one per connection: it reads and writes on the one.
-    writer = path === ":memory:" ? db : open();
+    // An in-memory database is one per connection: it reads and writes on the one. So does a store whose writes
+    // go to a writer thread (openServerStore), which has the write connection there.
+    writer = path === ":memory:" || opts.writerThread === true ? db : open();
     return new SqliteStore(db, { now: opts.now, writeBudgetMs: opts.writeBudgetMs, writer });
   } catch (err) {
     if (writer !== db) writer?.close();
@@ -102,7 +105,7 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Sq
  */
 export async function openServerStore(path: string, opts: SqliteStoreOptions = {}): Promise<SqliteStore> {
   // This thread opens (and migrates) first, so the writer never races a migration.
-  const store = openSqliteStore(path, opts);
+  const store = openSqliteStore(path, { ...opts, writerThread: true });
   try {
     store.useWriterThread(
       await SqliteWriterThread.start({
