@@ -157,7 +157,7 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
         policy: engine,
         clock,
         newId: randomUUID,
-        feed: new ChangeFeed(store),
+        feed: new ChangeFeed(store, { onError: (err) => log.warn({ err }, "the change feed could not read the store; will retry") }),
         // Loaded once here, then kept exact against the store before every read (see live-grants.ts).
         liveGrants: new LiveGrantIndex(store, clock.now()),
         adminGroups: config.adminGroups,

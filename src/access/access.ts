@@ -20,6 +20,13 @@ export interface GrantWatch {
   readonly afterSeq?: number;
 }
 
+/** Where a watch's events go: each event, the end of the feed (shutdown), and a store that failed the backlog. */
+export interface WatchStream {
+  readonly deliver: (event: GrantEvent) => void;
+  readonly ended?: () => void;
+  readonly failed?: (err: unknown) => void;
+}
+
 export class Access {
   readonly deps: AccessDeps;
   /** Records expiries and timeouts as they fall due (`runDue()` runs one pass now). */
@@ -47,7 +54,7 @@ export class Access {
 
   /** A request `caller` may read (see read-scope.ts); to anyone else an unknown and a hidden request look alike. */
   async getRequest(caller: Caller, id: string): Promise<AccessRequest> {
-    const request = this.deps.store.request(id);
+    const request = await this.deps.store.request(id);
     if (!request) {
       if (mayReadAudit(this.deps, caller)) throw new NotFound(`access request ${id} does not exist`);
       throw requestReadRefusal(id);
@@ -88,7 +95,7 @@ export class Access {
   }
 
   /** The audit trail, oldest first; for admins and auditors only. */
-  listAuditEntries(caller: Caller, filter: AuditFilter, page: Page): PageOf<StoredAuditEntry> {
+  async listAuditEntries(caller: Caller, filter: AuditFilter, page: Page): Promise<PageOf<StoredAuditEntry>> {
     if (!mayReadAudit(this.deps, caller)) {
       const groups = [...this.deps.adminGroups, ...this.deps.auditorGroups].join(", ");
       throw new PermissionDenied(`the audit trail is for members of ${groups}`);
@@ -113,18 +120,18 @@ export class Access {
   }
 
   /** Revocations after `afterSeq` (undefined: from now), for verifiers of tokens (checkers, admins, auditors). */
-  watchRevocations(caller: Caller, afterSeq: number | undefined, deliver: (event: GrantEvent) => void, ended?: () => void): () => void {
+  watchRevocations(caller: Caller, afterSeq: number | undefined, stream: WatchStream): () => void {
     mayFollowRevocations(this.deps, caller);
-    return this.deps.feed.subscribe(afterSeq ?? this.latestGrantEventSeq(), { matches: (e) => e.kind === "REVOKED", deliver, ended });
+    return this.deps.feed.subscribe(afterSeq ?? this.latestGrantEventSeq(), { matches: (e) => e.kind === "REVOKED", ...stream });
   }
 
   /** The resume point that replays every revocation still in force (its grant not yet expired), then new ones. */
-  revocationsInForceSeq(): number {
+  async revocationsInForceSeq(): Promise<number> {
     return this.deps.store.revocationsInForceAfter(this.deps.clock.now());
   }
 
-  getGrant(id: string): Grant {
-    const grant = this.deps.store.grant(id);
+  async getGrant(id: string): Promise<Grant> {
+    const grant = await this.deps.store.grant(id);
     if (!grant) throw new NotFound(`grant ${id} does not exist`);
     return grant;
   }
@@ -133,7 +140,7 @@ export class Access {
    * Active grants by default; all of them with `includeInactive`; those active at `activeAt` if given. Only
    * those `caller` may read: their own, or all for checkers, admins and auditors.
    */
-  listGrants(caller: Caller, filter: GrantFilter & { includeInactive?: boolean }, page: Page): PageOf<Grant> {
+  async listGrants(caller: Caller, filter: GrantFilter & { includeInactive?: boolean }, page: Page): Promise<PageOf<Grant>> {
     const { includeInactive, ...rest } = readableGrantFilter(this.deps, caller, filter);
     const activeAt = rest.activeAt ?? (includeInactive ? undefined : this.deps.clock.now());
     return this.deps.store.grants({ ...rest, ...(activeAt === undefined ? {} : { activeAt }) }, page);
@@ -148,7 +155,7 @@ export class Access {
   }
 
   /** The resume point meaning "from now": the newest event stored, not the last one this process delivered. */
-  latestGrantEventSeq(): number {
+  async latestGrantEventSeq(): Promise<number> {
     return this.deps.store.latestGrantEventSeq();
   }
 
@@ -156,13 +163,12 @@ export class Access {
    * Grant events after `afterSeq` (the replay of history included), filtered, and only of the grants `caller`
    * may read; returns the unsubscribe function.
    */
-  watchGrants(caller: Caller, requested: GrantWatch, deliver: (event: GrantEvent) => void, ended?: () => void): () => void {
+  watchGrants(caller: Caller, requested: GrantWatch, stream: WatchStream): () => void {
     const watch = readableGrantFilter(this.deps, caller, requested);
     const from = watch.afterSeq ?? this.latestGrantEventSeq();
     return this.deps.feed.subscribe(from, {
       matches: (e) => (!watch.subject || e.grant.subject === watch.subject) && (!watch.resource || e.grant.resource === watch.resource),
-      deliver,
-      ended,
+      ...stream,
     });
   }
 

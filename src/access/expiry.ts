@@ -51,8 +51,8 @@ export class ExpiryScheduler {
     let wait = MAX_SLEEP_MS;
     try {
       // A backlog (after an outage) is recorded a batch per turn of the event loop, so checks go on meanwhile.
-      const backlog = this.#isDue() && this.#wasFull(await this.runDue());
-      const due = this.#deps.store.nextDue();
+      const backlog = (await this.#isDue()) && this.#wasFull(await this.runDue());
+      const due = await this.#deps.store.nextDue();
       if (backlog) wait = 0;
       else if (due !== undefined) wait = Math.min(MAX_SLEEP_MS, Math.max(0, due - this.#deps.clock.now()));
     } catch (err) {
@@ -61,8 +61,8 @@ export class ExpiryScheduler {
     if (!this.#stopped) this.#timer = setTimeout(() => this.wake(), wait);
   }
 
-  #isDue(): boolean {
-    const due = this.#deps.store.nextDue();
+  async #isDue(): Promise<boolean> {
+    const due = await this.#deps.store.nextDue();
     return due !== undefined && due <= this.#deps.clock.now();
   }
 

@@ -1,14 +1,27 @@
 // The change feed: tells grant watchers of each grant event in commit order, and request waiters of a
-// decision. It tails the store's grant_events table, so it also sees changes made by other jitgate
-// processes sharing the store (polled while anyone listens), and is told at once of this process's own.
+// decision. It tails the store's grant events by seq, so it also sees changes made by other jitgate processes
+// sharing the store (polled while anyone listens, or pushed by the store's own notifications), and is told at
+// once of this process's own. The store may answer asynchronously: one tail runs at a time, and a watcher
+// that resumes from an earlier seq catches up on its own until it reaches the feed, then joins it.
 import type { AccessRequest, GrantEvent } from "./model.ts";
-import type { AccessReads } from "./ports.ts";
+import type { AccessReads, Awaitable } from "./ports.ts";
 
 export interface GrantSubscriber {
   readonly matches: (event: GrantEvent) => boolean;
   readonly deliver: (event: GrantEvent) => void;
   /** Told when the feed closes (jitgate is shutting down), so a stream can end cleanly. */
   readonly ended?: () => void;
+  /** Told when the store cannot be read for this watcher's backlog: the watcher is dropped (it may resume by seq). */
+  readonly failed?: (err: unknown) => void;
+}
+
+interface Subscription {
+  readonly subscriber: GrantSubscriber;
+  /** The last seq this watcher has been shown (or skipped as not matching). */
+  seq: number;
+  /** On the live feed: shown each event as the feed tails it. */
+  live: boolean;
+  gone: boolean;
 }
 
 interface Waiter {
@@ -21,29 +34,35 @@ const BATCH = 500;
 export class ChangeFeed {
   readonly #store: AccessReads;
   readonly #pollMs: number;
-  #cursor: number;
-  readonly #subscribers = new Set<GrantSubscriber>();
+  readonly #onError: (err: unknown) => void;
+  /** The last seq the live feed has delivered; undefined until the first tail has read where the store is. */
+  #cursor: number | undefined;
+  readonly #subscriptions = new Set<Subscription>();
   readonly #waiters = new Set<Waiter>();
   readonly #onChange = new Set<() => void>();
   #timer: NodeJS.Timeout | undefined;
   #scheduled = false;
   #closed = false;
+  /** The tail in progress, and whether another was asked for meanwhile. */
+  #tailing: Promise<void> | undefined;
+  #again = false;
 
-  constructor(store: AccessReads, pollMs = 200) {
+  constructor(store: AccessReads, opts: { readonly pollMs?: number; readonly onError?: (err: unknown) => void } = {}) {
     this.#store = store;
-    this.#pollMs = pollMs;
-    this.#cursor = store.latestGrantEventSeq();
+    this.#pollMs = opts.pollMs ?? 200;
+    this.#onError = opts.onError ?? (() => {});
   }
 
-  /** Called after every local commit; the tick runs once the current call stack has finished. */
+  /** Called after every local commit (and by a store's notification); the tail runs once the current call stack has finished. */
   changed(): void {
     if (this.#scheduled || this.#closed) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
       if (this.#closed) return;
-      this.tick();
-      for (const listener of this.#onChange) listener();
+      void this.tick().then(() => {
+        for (const listener of this.#onChange) listener();
+      });
     });
   }
 
@@ -53,22 +72,17 @@ export class ChangeFeed {
   }
 
   /**
-   * Delivers the events after `afterSeq` already stored (a resuming watcher), then every later one.
-   * All synchronous: no event can slip between the backlog and the live feed. Returns an unsubscribe.
+   * Delivers the events after `afterSeq` already stored (a resuming watcher), then every later one, each once
+   * and in seq order. Returns an unsubscribe at once; the backlog is read meanwhile.
    */
-  subscribe(afterSeq: number, subscriber: GrantSubscriber): () => void {
-    this.tick();
-    let seq = Math.max(0, afterSeq);
-    while (seq < this.#cursor) {
-      const events = this.#store.grantEventsAfter(seq, BATCH);
-      if (events.length === 0) break;
-      for (const e of events) if (e.seq <= this.#cursor && subscriber.matches(e)) subscriber.deliver(e);
-      seq = (events.at(-1) as GrantEvent).seq;
-    }
-    this.#subscribers.add(subscriber);
+  subscribe(afterSeq: Awaitable<number>, subscriber: GrantSubscriber): () => void {
+    const sub: Subscription = { subscriber, seq: 0, live: false, gone: false };
+    this.#subscriptions.add(sub);
     this.#poll();
+    void this.#catchUp(sub, afterSeq);
     return () => {
-      this.#subscribers.delete(subscriber);
+      sub.gone = true;
+      this.#subscriptions.delete(sub);
       this.#poll();
     };
   }
@@ -77,7 +91,7 @@ export class ChangeFeed {
   waitForDecision(requestId: string, done: (request: AccessRequest) => void): () => void {
     const waiter = { requestId, done };
     this.#waiters.add(waiter);
-    this.#settle(waiter);
+    void this.#settle(waiter).catch((err: unknown) => this.#onError(err));
     this.#poll();
     return () => {
       this.#waiters.delete(waiter);
@@ -85,35 +99,104 @@ export class ChangeFeed {
     };
   }
 
+  /** The last seq delivered to live watchers (0 before the first tail). */
   get cursor(): number {
-    return this.#cursor;
+    return this.#cursor ?? 0;
   }
 
-  tick(): void {
-    for (;;) {
-      const events = this.#store.grantEventsAfter(this.#cursor, BATCH);
-      for (const e of events) {
-        this.#cursor = e.seq;
-        for (const s of this.#subscribers) if (s.matches(e)) s.deliver(e);
-      }
-      if (events.length < BATCH) break;
+  /** Reads and delivers every event stored after the cursor, and settles waiters; one tail at a time. */
+  tick(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    if (this.#tailing !== undefined) {
+      this.#again = true;
+      return this.#tailing;
     }
-    for (const w of this.#waiters) this.#settle(w);
+    const run = (async () => {
+      try {
+        do {
+          this.#again = false;
+          await this.#tail();
+          await Promise.all([...this.#waiters].map((w) => this.#settle(w)));
+        } while (this.#again && !this.#closed);
+      } catch (err) {
+        this.#onError(err);
+      } finally {
+        this.#tailing = undefined;
+      }
+    })();
+    this.#tailing = run;
+    return run;
   }
 
   /** Stops all delivery; call before the store closes. */
   close(): void {
     this.#closed = true;
     this.#onChange.clear();
-    for (const s of this.#subscribers) s.ended?.();
-    this.#subscribers.clear();
+    for (const s of this.#subscriptions) s.subscriber.ended?.();
+    this.#subscriptions.clear();
     this.#waiters.clear();
     this.#poll();
   }
 
-  #settle(waiter: Waiter): void {
-    const request = this.#store.request(waiter.requestId);
-    if (request && request.state !== "PENDING") {
+  async #tail(): Promise<void> {
+    if (this.#cursor === undefined) {
+      this.#cursor = await this.#store.latestGrantEventSeq();
+      return;
+    }
+    for (;;) {
+      const events = await this.#store.grantEventsAfter(this.#cursor, BATCH);
+      if (this.#closed) return;
+      for (const e of events) {
+        // Events come in seq order; a tail that raced a slower one never delivers one twice.
+        if (e.seq <= this.#cursor) continue;
+        this.#cursor = e.seq;
+        for (const s of this.#subscriptions) if (s.live && e.seq > s.seq) this.#show(s, e);
+      }
+      if (events.length < BATCH) return;
+    }
+  }
+
+  /** Shows a watcher what it missed, from `afterSeq` up to the live feed's cursor, then puts it on the feed. */
+  async #catchUp(sub: Subscription, afterSeq: Awaitable<number>): Promise<void> {
+    try {
+      sub.seq = Math.max(0, await afterSeq);
+      if (this.#cursor === undefined) await this.tick();
+      while (!sub.gone && !this.#closed) {
+        const cursor = this.#cursor ?? 0;
+        // Caught up: from here the live feed shows it every later event (JS runs one thing at a time, so none
+        // can be delivered between this comparison and joining).
+        if (sub.seq >= cursor) {
+          sub.live = true;
+          return;
+        }
+        const events = await this.#store.grantEventsAfter(sub.seq, BATCH);
+        if (sub.gone || this.#closed) return;
+        const before = sub.seq;
+        for (const e of events) {
+          if (e.seq <= sub.seq) continue;
+          if (e.seq > (this.#cursor ?? 0)) break;
+          this.#show(sub, e);
+        }
+        // Nothing new below the cursor: the rest is for the live feed (a seq the store skipped, say).
+        if (sub.seq === before) sub.seq = Math.max(sub.seq, this.#cursor ?? 0);
+      }
+    } catch (err) {
+      this.#subscriptions.delete(sub);
+      sub.gone = true;
+      this.#poll();
+      if (sub.subscriber.failed) sub.subscriber.failed(err);
+      else this.#onError(err);
+    }
+  }
+
+  #show(sub: Subscription, e: GrantEvent): void {
+    sub.seq = e.seq;
+    if (sub.subscriber.matches(e)) sub.subscriber.deliver(e);
+  }
+
+  async #settle(waiter: Waiter): Promise<void> {
+    const request = await this.#store.request(waiter.requestId);
+    if (request && request.state !== "PENDING" && this.#waiters.has(waiter)) {
       this.#waiters.delete(waiter);
       waiter.done(request);
     }
@@ -121,9 +204,9 @@ export class ChangeFeed {
 
   /** Polls only while someone listens: other processes' changes reach this one within `pollMs`. */
   #poll(): void {
-    const listening = this.#subscribers.size + this.#waiters.size > 0;
-    if (listening && !this.#timer) this.#timer = setInterval(() => this.tick(), this.#pollMs);
-    if (!listening && this.#timer) {
+    const listening = this.#subscriptions.size + this.#waiters.size > 0;
+    if (listening && !this.#timer && !this.#closed) this.#timer = setInterval(() => void this.tick(), this.#pollMs);
+    if ((!listening || this.#closed) && this.#timer) {
       clearInterval(this.#timer);
       this.#timer = undefined;
     }

@@ -27,7 +27,7 @@ export function newGrant(deps: AccessDeps, request: AccessRequest, approvedAt: n
 /** Its subject may give a grant up; anyone else must be an admin. */
 export async function revokeGrant(deps: AccessDeps, caller: Caller, grantId: string, reason: string): Promise<Grant> {
   const admin = isAdmin(deps, caller);
-  const grant = deps.store.grant(grantId);
+  const grant = await deps.store.grant(grantId);
   if (!grant && admin) throw new NotFound(`grant ${grantId} does not exist`);
   if (!grant || (grant.subject !== caller.id && !admin)) {
     throw grantRefusal(grantId, "revoke", `only its holder or an admin (${deps.adminGroups.join(", ")}) may`);
@@ -39,7 +39,7 @@ export async function revokeGrant(deps: AccessDeps, caller: Caller, grantId: str
     return revoked;
   });
   if (!event) {
-    const current = deps.store.grant(grantId) ?? grant;
+    const current = (await deps.store.grant(grantId)) ?? grant;
     throw new FailedPrecondition(`grant ${grantId} is ${grantStatus(current, now)}, not ACTIVE`);
   }
   deps.feed.changed();

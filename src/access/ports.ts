@@ -68,37 +68,34 @@ export interface AuditFilter {
   readonly until?: number;
 }
 
-export interface AccessReads {
-  request(id: string): AccessRequest | undefined;
-  requestByClientKey(requester: string, clientKey: string): AccessRequest | undefined;
-  /** Newest first. */
-  requests(filter: RequestFilter, page: Page): PageOf<AccessRequest>;
-  /** The requester's requests still pending at `now` (one past its deadline no longer counts, swept or not). */
-  pendingRequestsOf(requester: string, now: number): readonly PendingSummary[];
-  grant(id: string): Grant | undefined;
-  /** Newest first. */
-  grants(filter: GrantFilter, page: Page): PageOf<Grant>;
-  /** Every grant of the subject that is neither revoked nor expired at `now`. */
-  liveGrantsOf(subject: string, now: number): readonly Grant[];
-  /** Grant events with seq > `after`, oldest first, at most `limit`; each with its grant as stored now. */
-  grantEventsAfter(after: number, limit: number): readonly GrantEvent[];
-  /** Every grant not revoked and not expired at `now`, and the latest grant event seq, from one snapshot. */
-  liveGrantSnapshot(now: number): { readonly seq: number; readonly grants: readonly Grant[] };
-  /** A number that differs from every earlier answer once any transaction has committed to the store since. */
-  changeMark(): number;
-  /** Like changeMark, for this connection's own commits only; free (no store call). */
-  localChangeMark(): number;
-  latestGrantEventSeq(): number;
-  /** A seq after which every REVOKED event of a grant not expired at `now` lies (the latest seq when there is none). */
-  revocationsInForceAfter(now: number): number;
-  /** Audit entries, oldest first (by seq). */
-  auditEntries(filter: AuditFilter, page: Page): PageOf<StoredAuditEntry>;
-  /** The earliest time (ms) at which a grant expiry or a pending request's timeout is still to be recorded. */
-  nextDue(): number | undefined;
-}
-
 /** A value now (an embedded store) or later (a networked one): the domain awaits either. */
 export type Awaitable<T> = T | Promise<T>;
+
+/** Reads, each from one consistent snapshot; an embedded store may answer at once, a networked one later. */
+export interface AccessReads {
+  request(id: string): Awaitable<AccessRequest | undefined>;
+  requestByClientKey(requester: string, clientKey: string): Awaitable<AccessRequest | undefined>;
+  /** Newest first. */
+  requests(filter: RequestFilter, page: Page): Awaitable<PageOf<AccessRequest>>;
+  /** The requester's requests still pending at `now` (one past its deadline no longer counts, swept or not). */
+  pendingRequestsOf(requester: string, now: number): Awaitable<readonly PendingSummary[]>;
+  grant(id: string): Awaitable<Grant | undefined>;
+  /** Newest first. */
+  grants(filter: GrantFilter, page: Page): Awaitable<PageOf<Grant>>;
+  /** Every grant of the subject that is neither revoked nor expired at `now`. */
+  liveGrantsOf(subject: string, now: number): Awaitable<readonly Grant[]>;
+  /** Grant events with seq > `after`, oldest first, at most `limit`; each with its grant as stored now. */
+  grantEventsAfter(after: number, limit: number): Awaitable<readonly GrantEvent[]>;
+  /** Every grant not revoked and not expired at `now`, and the latest grant event seq, from one snapshot. */
+  liveGrantSnapshot(now: number): Awaitable<{ readonly seq: number; readonly grants: readonly Grant[] }>;
+  latestGrantEventSeq(): Awaitable<number>;
+  /** A seq after which every REVOKED event of a grant not expired at `now` lies (the latest seq when there is none). */
+  revocationsInForceAfter(now: number): Awaitable<number>;
+  /** Audit entries, oldest first (by seq). */
+  auditEntries(filter: AuditFilter, page: Page): Awaitable<PageOf<StoredAuditEntry>>;
+  /** The earliest time (ms) at which a grant expiry or a pending request's timeout is still to be recorded. */
+  nextDue(): Awaitable<number | undefined>;
+}
 
 /** The writes of one transaction, and the reads it makes under its lock (they see its own writes). */
 export interface WriteTx {

@@ -57,7 +57,7 @@ export async function readableRequests(
   let token = page.token;
   let scanned = 0;
   for (;;) {
-    const batch = deps.store.requests(filter, { size: page.size - items.length, token });
+    const batch = await deps.store.requests(filter, { size: page.size - items.length, token });
     scanned += batch.items.length;
     // Asked together, so the policy pool judges a page's pending requests in a few batches.
     const readable = await Promise.all(batch.items.map((r) => mayReadRequest(deps, caller, r, now)));

@@ -30,13 +30,12 @@ const DUPLICATE_REASONS = new Set(["duplicate_pending", "already_granted"]);
 export async function requestAccess(deps: AccessDeps, caller: Caller, input: RequestAccessInput): Promise<AccessRequest> {
   deps.requestRate?.take(caller.id, deps.clock.now());
   if (input.clientKey !== "") {
-    const earlier = deps.store.requestByClientKey(caller.id, input.clientKey);
+    const earlier = await deps.store.requestByClientKey(caller.id, input.clientKey);
     if (earlier) return sameRequestOrThrow(earlier, input);
   }
   const now = deps.clock.now();
-  const { result: plan, revision } = await deps.policy.requestPlan(
-    planInput(caller, input, now, deps.store.liveGrantsOf(caller.id, now), deps.store.pendingRequestsOf(caller.id, now)),
-  );
+  const [live, pending] = await Promise.all([deps.store.liveGrantsOf(caller.id, now), deps.store.pendingRequestsOf(caller.id, now)]);
+  const { result: plan, revision } = await deps.policy.requestPlan(planInput(caller, input, now, live, pending));
   if (plan.decision === "deny") refuseUnlessPolicyDenial(plan);
 
   const request: AccessRequest = {

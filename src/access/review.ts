@@ -82,12 +82,12 @@ export async function reviewRequest(deps: AccessDeps, caller: Caller, input: Rev
       throw new Unavailable(`access request ${input.requestId} kept changing while it was reviewed; try again`);
   }
   deps.feed.changed();
-  return deps.store.request(input.requestId) as AccessRequest;
+  return (await deps.store.request(input.requestId)) as AccessRequest;
 }
 
 export async function cancelRequest(deps: AccessDeps, caller: Caller, requestId: string, reason: string): Promise<AccessRequest> {
   const now = deps.clock.now();
-  const stored = existing(deps, caller, requestId);
+  const stored = await existing(deps, caller, requestId);
   if (stored.requester.id !== caller.id) {
     if (!(await mayReadRequest(deps, caller, stored, now))) throw requestReadRefusal(requestId);
     throw new PermissionDenied(`only the requester (${displayId(stored.requester.id)}) may cancel request ${requestId}`);
@@ -101,7 +101,7 @@ export async function cancelRequest(deps: AccessDeps, caller: Caller, requestId:
   });
   if (cancelled) throw cancelled;
   deps.feed.changed();
-  return deps.store.request(requestId) as AccessRequest;
+  return (await deps.store.request(requestId)) as AccessRequest;
 }
 
 /**
@@ -109,7 +109,7 @@ export async function cancelRequest(deps: AccessDeps, caller: Caller, requestId:
  * and a hidden one look alike), separation of duties allows them, and it is still pending.
  */
 async function reviewable(deps: AccessDeps, caller: Caller, id: string, now: number): Promise<AccessRequest> {
-  const stored = existing(deps, caller, id);
+  const stored = await existing(deps, caller, id);
   // Separation of duties first, so a look-alike of the requester learns why; then need-to-know.
   const refused = separationOfDuties(stored, caller);
   if (refused) {
@@ -122,8 +122,8 @@ async function reviewable(deps: AccessDeps, caller: Caller, id: string, now: num
   return await pendingNow(deps, id, now);
 }
 
-function existing(deps: AccessDeps, caller: Caller, id: string): AccessRequest {
-  const request = deps.store.request(id);
+async function existing(deps: AccessDeps, caller: Caller, id: string): Promise<AccessRequest> {
+  const request = await deps.store.request(id);
   if (request) return request;
   if (mayReadAudit(deps, caller)) throw new NotFound(`access request ${id} does not exist`);
   throw requestReadRefusal(id);

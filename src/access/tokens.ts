@@ -18,7 +18,7 @@ export interface IssuedAccessToken {
 }
 
 export async function issueToken(deps: AccessDeps, caller: Caller, grantId: string): Promise<IssuedAccessToken> {
-  const grant = deps.store.grant(grantId);
+  const grant = await deps.store.grant(grantId);
   if (!grant || grant.subject !== caller.id) throw grantRefusal(grantId, "get tokens for", "only its holder gets tokens for a grant");
   const status = grantStatus(grant, deps.clock.now());
   if (status !== "ACTIVE") throw new FailedPrecondition(`grant ${grantId} is ${status}, not ACTIVE`);
@@ -58,7 +58,7 @@ export async function checkToken(deps: AccessDeps, input: TokenCheckInput): Prom
     // Signature first: until it holds, nothing the token claims is looked up, so a forged token cannot tell
     // an outsider whether a grant id exists.
     verified = await deps.tokens.verifyIssued(input.token);
-    grant = grantOfToken(deps, verified);
+    grant = await grantOfToken(deps, verified);
   } catch (err) {
     // The caller gets the error; the log keeps the attempt (never the token itself).
     const reason = err instanceof Unauthenticated ? { code: "token_invalid", message: err.message } : failureReason(err);
@@ -87,10 +87,10 @@ interface TokenGrant {
 }
 
 /** The grant a verified token speaks for; a token for another audience than its grant's is not trusted. */
-function grantOfToken(deps: AccessDeps, verified: VerifiedToken): TokenGrant {
+async function grantOfToken(deps: AccessDeps, verified: VerifiedToken): Promise<TokenGrant> {
   const now = deps.clock.now();
   const live = deps.liveGrants.find(verified.grantId, now);
-  const stored = live === undefined ? deps.store.grant(verified.grantId) : undefined;
+  const stored = live === undefined ? await deps.store.grant(verified.grantId) : undefined;
   const grant = live ?? stored;
   if (!grant) throw new Unauthenticated("TOKEN_CLAIMS_INVALID: the token names no grant jitgate knows");
   if (grant.audience !== verified.audience)

@@ -1,7 +1,7 @@
 // jit.v1.AccessService over gRPC: authenticate the caller, validate the message, call the access domain,
 // map the answer (or the error, in status.ts) back. Handlers stay thin; the rules live in src/access.
 import * as grpc from "@grpc/grpc-js";
-import type { Access } from "../access/access.ts";
+import type { Access, WatchStream } from "../access/access.ts";
 import type { AccessRequest, Caller, GrantEvent } from "../access/model.ts";
 import type { Clock } from "../access/ports.ts";
 import type { Logger } from "../log.ts";
@@ -87,7 +87,7 @@ export function accessServiceHandlers(
     call.once("cancelled", leave);
     return serve(call);
   };
-  const withGrant = (r: AccessRequest) => requestToWire(r, r.grantId ? access.getGrant(r.grantId) : undefined, clock.now());
+  const withGrant = async (r: AccessRequest) => requestToWire(r, r.grantId ? await access.getGrant(r.grantId) : undefined, clock.now());
 
   return {
     RequestAccess: unary(async (caller, req, call) => {
@@ -100,7 +100,7 @@ export function accessServiceHandlers(
     ListAccessRequests: unary(async (caller, req) => {
       const filter = { state: v.requestState(req), requester: v.optionalName(req, "requester"), resource: v.optionalName(req, "resource") };
       const page = await access.listRequests(caller, filter, v.page(req));
-      return { requests: page.items.map(withGrant), next_page_token: page.next };
+      return { requests: await Promise.all(page.items.map(withGrant)), next_page_token: page.next };
     }),
     ReviewAccessRequest: unary(async (caller, req) => withGrant(await access.review(caller, v.reviewInput(req)))),
     CancelAccessRequest: unary(async (caller, req) =>
@@ -118,19 +118,19 @@ export function accessServiceHandlers(
     }),
     GetJwks: unary(async () => ({ jwks_json: JSON.stringify(await access.jwks()) })),
     WatchRevocations: admitted((call) => watchRevocations(access, auth, clock, log, call)),
-    ListGrants: unary((caller, req) => {
+    ListGrants: unary(async (caller, req) => {
       const filter = {
         subject: v.optionalName(req, "subject"),
         resource: v.optionalName(req, "resource"),
         activeAt: v.asOf(req),
         includeInactive: req.include_inactive === true,
       };
-      const page = access.listGrants(caller, filter, v.page(req));
+      const page = await access.listGrants(caller, filter, v.page(req));
       return { grants: page.items.map((g) => grantToWire(g, clock.now())), next_page_token: page.next };
     }),
-    ListAuditEntries: unary((caller, req) => {
+    ListAuditEntries: unary(async (caller, req) => {
       const filter = { subject: v.optionalName(req, "subject"), resource: v.optionalName(req, "resource"), ...v.timeRange(req) };
-      const page = access.listAuditEntries(caller, filter, v.page(req));
+      const page = await access.listAuditEntries(caller, filter, v.page(req));
       return { entries: page.items.map(auditEntryToWire), next_page_token: page.next };
     }),
     RevokeGrant: unary(async (caller, req) =>
@@ -165,24 +165,24 @@ async function serveEvents(
   auth: CallerAuthenticator,
   log: Logger,
   call: EventStream,
-  subscribe: (caller: Caller, afterSeq: number, deliver: (event: GrantEvent) => void, ended: () => void) => () => void,
+  subscribe: (caller: Caller, afterSeq: number, stream: WatchStream) => () => void,
   toWire: (event: GrantEvent) => object,
-  startPoint: () => number = () => access.latestGrantEventSeq(),
+  startPoint: () => Promise<number> = () => access.latestGrantEventSeq(),
 ) {
-  // Taken when the call arrives: nothing committed while the caller is being authenticated is missed.
+  // Asked when the call arrives: nothing committed while the caller is being authenticated is missed.
   const arrivedAt = startPoint();
+  arrivedAt.catch(() => undefined);
   const requestId = requestIdOf(call.metadata);
+  const fail = (err: unknown) => call.emit("error", toStatus(err, log.child({ request_id: requestId, method: call.getPath() }), requestId));
   try {
     const caller = await auth.authenticate(call);
     const requested = Number(call.request.after_seq ?? 0);
-    let lastSeq = requested > 0 ? requested : arrivedAt;
+    let lastSeq = requested > 0 ? requested : await arrivedAt;
     // Headers first, in the same turn as the subscription below: nothing can slip in between, and replayed
     // events (which follow at once) come after them with the request id.
     call.sendMetadata(requestIdHeaders(requestId));
-    const stop = subscribe(
-      caller,
-      lastSeq,
-      (event) => {
+    const stop = subscribe(caller, lastSeq, {
+      deliver: (event) => {
         if (call.cancelled) return;
         if (call.writableLength > MAX_WATCH_BUFFER) {
           stop();
@@ -192,12 +192,16 @@ async function serveEvents(
         lastSeq = event.seq;
         call.write(toWire(event));
       },
-      () => call.end(),
-    );
+      ended: () => call.end(),
+      // The store could not be read for the backlog: the watcher resumes by seq once it can.
+      failed: (err) => {
+        if (!call.cancelled) fail(err);
+      },
+    });
     call.once("cancelled", stop);
   } catch (err) {
     // grpc-js ends a server stream with the status of an emitted error.
-    call.emit("error", toStatus(err, log.child({ request_id: requestId, method: call.getPath() }), requestId));
+    fail(err);
   }
 }
 
@@ -209,7 +213,7 @@ function watchGrants(access: Access, auth: CallerAuthenticator, clock: Clock, lo
     auth,
     log,
     call,
-    (caller, afterSeq, deliver, ended) => access.watchGrants(caller, { ...filter(), afterSeq }, deliver, ended),
+    (caller, afterSeq, stream) => access.watchGrants(caller, { ...filter(), afterSeq }, stream),
     (e) => grantEventToWire(e, clock.now()),
   );
 }
@@ -221,7 +225,7 @@ function watchRevocations(access: Access, auth: CallerAuthenticator, clock: Cloc
     auth,
     log,
     call,
-    (caller, afterSeq, deliver, ended) => access.watchRevocations(caller, afterSeq, deliver, ended),
+    (caller, afterSeq, stream) => access.watchRevocations(caller, afterSeq, stream),
     (e) => {
       const g = grantEventToWire(e, clock.now()).grant;
       return {

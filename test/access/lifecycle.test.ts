@@ -69,7 +69,7 @@ describe("access lifecycle", () => {
     now = T0 + 120_000;
     const approved = await access.review(carol, { requestId: pending.id, decision: "approve", comment: "ok" });
     assert.equal(approved.state, "APPROVED");
-    assert.equal(access.getGrant(approved.grantId as string).expiresAt, T0 + 120_000 + 1_800_000);
+    assert.equal((await access.getGrant(approved.grantId as string)).expiresAt, T0 + 120_000 + 1_800_000);
     assert.equal(approved.stateReason, "approved by bob, carol");
   });
 
@@ -147,8 +147,8 @@ describe("access lifecycle", () => {
     await access.requestAccess(alice, readOrders);
     await assert.rejects(access.revokeSubject(bob, "alice", "incident"), PermissionDenied);
     assert.equal((await access.revokeSubject(admin, "alice", "incident INC-9")).length, 2);
-    assert.equal(access.listGrants(admin, { subject: "alice" }, { size: 50, token: "" }).items.length, 0);
-    assert.equal(access.listGrants(admin, { subject: "alice", includeInactive: true }, { size: 50, token: "" }).items.length, 3);
+    assert.equal((await access.listGrants(admin, { subject: "alice" }, { size: 50, token: "" })).items.length, 0);
+    assert.equal((await access.listGrants(admin, { subject: "alice", includeInactive: true }, { size: 50, token: "" })).items.length, 3);
   });
 
   test("a backlog of expiries after an outage is recorded in bounded passes, each grant once", async () => {
@@ -166,12 +166,12 @@ describe("access lifecycle", () => {
 
   test("expiry events are recorded at the expiry time and reach watchers; each once", async () => {
     const events: GrantEvent[] = [];
-    access.watchGrants(admin, { subject: "alice" }, (e) => events.push(e));
-    const grant = access.getGrant((await access.requestAccess(alice, readOrders)).grantId as string);
-    access.deps.feed.tick();
+    access.watchGrants(admin, { subject: "alice" }, { deliver: (e) => events.push(e) });
+    const grant = await access.getGrant((await access.requestAccess(alice, readOrders)).grantId as string);
+    await access.deps.feed.tick();
     now = grant.expiresAt + 5_000;
     assert.deepEqual(await access.expiry.runDue(), { grants: 1, requests: 0 });
-    access.deps.feed.tick();
+    await access.deps.feed.tick();
     assert.deepEqual(
       events.map((e) => [e.kind, e.at]),
       [
@@ -180,7 +180,7 @@ describe("access lifecycle", () => {
       ],
     );
     assert.deepEqual(await access.expiry.runDue(), { grants: 0, requests: 0 });
-    access.deps.feed.tick();
+    await access.deps.feed.tick();
     assert.equal(events.length, 2);
   });
 
@@ -192,7 +192,7 @@ describe("access lifecycle", () => {
     assert.deepEqual(await access.expiry.runDue(), { grants: 0, requests: 0 });
     now = pending.pendingUntil;
     assert.deepEqual(await access.expiry.runDue(), { grants: 0, requests: 1 });
-    access.deps.feed.tick();
+    await access.deps.feed.tick();
     assert.equal(decided, "EXPIRED");
     assert.equal((await access.getRequest(admin, pending.id)).decidedAt, pending.pendingUntil);
   });
@@ -201,11 +201,11 @@ describe("access lifecycle", () => {
     await access.requestAccess(alice, readOrders);
     await access.requestAccess(alice, { ...readOrders, resource: "s3/analytics-exports", ticket: "" });
     const fromNow: GrantEvent[] = [];
-    access.watchGrants(admin, {}, (e) => fromNow.push(e));
+    access.watchGrants(admin, {}, { deliver: (e) => fromNow.push(e) });
     const resumed: GrantEvent[] = [];
-    access.watchGrants(admin, { afterSeq: 1 }, (e) => resumed.push(e));
+    access.watchGrants(admin, { afterSeq: 1 }, { deliver: (e) => resumed.push(e) });
     const third = await access.requestAccess({ id: "dave", groups: ["engineering"] }, readOrders);
-    access.deps.feed.tick();
+    await access.deps.feed.tick();
     assert.deepEqual(
       fromNow.map((e) => e.grant.id),
       [third.grantId],
@@ -300,10 +300,10 @@ describe("access lifecycle", () => {
     const g = (await access.requestAccess(alice, readOrders)).grantId as string;
     now = T0 + 60_000;
     await access.revokeGrant(admin, g, "incident");
-    const asOf = (t: number) =>
-      access.listGrants(admin, { resource: "db/orders", activeAt: t }, { size: 50, token: "" }).items.map((x) => x.id);
-    assert.deepEqual(asOf(T0 - 1), []);
-    assert.deepEqual(asOf(T0 + 30_000), [g]);
-    assert.deepEqual(asOf(T0 + 60_000), []);
+    const asOf = async (t: number) =>
+      (await access.listGrants(admin, { resource: "db/orders", activeAt: t }, { size: 50, token: "" })).items.map((x) => x.id);
+    assert.deepEqual(await asOf(T0 - 1), []);
+    assert.deepEqual(await asOf(T0 + 30_000), [g]);
+    assert.deepEqual(await asOf(T0 + 60_000), []);
   });
 });

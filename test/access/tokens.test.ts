@@ -121,7 +121,7 @@ describe("checks by token", () => {
   });
 
   test("a token jitgate signed for another audience than its grant's is refused as a wrong audience", async () => {
-    const grant = access.getGrant((await access.requestAccess(alice, readOrders)).grantId as string);
+    const grant = await access.getGrant((await access.requestAccess(alice, readOrders)).grantId as string);
     const { token } = await tokens.issue({ ...grant, audience: "payments" });
     const refused = await refusal(token);
     assert.match(refused.error, /^TOKEN_WRONG_AUDIENCE: /);

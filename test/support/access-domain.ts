@@ -90,7 +90,7 @@ export async function openAccessDomains(now: () => number): Promise<AccessDomain
           clock: { now },
           newId: () => `id-${++ids}`,
           feed: new ChangeFeed(seen),
-          liveGrants: new LiveGrantIndex(seen, now()),
+          liveGrants: new LiveGrantIndex(store, now()),
           adminGroups: ADMIN_GROUPS,
           auditorGroups: AUDITOR_GROUPS,
           checkerGroups: CHECKER_GROUPS,
