@@ -11,11 +11,12 @@ import { type AuditRow, storedAuditEntryOf } from "./rows.ts";
 type Params = Record<string, string | number>;
 type Row = AuditRow;
 
-function encodeToken(seq: number): string {
+/** The audit page token: base64url of ["audit", last seq served] (both stores). */
+export function encodeAuditToken(seq: number): string {
   return Buffer.from(JSON.stringify(["audit", seq])).toString("base64url");
 }
 
-function decodeToken(token: string): number {
+export function decodeAuditToken(token: string): number {
   if (token === "") return 0;
   let decoded: unknown;
   try {
@@ -60,7 +61,7 @@ export class AuditListing {
   /** A page as the rows are stored (for offline tools that show them as they are). */
   rows(filter: AuditFilter, page: Page): { rows: AuditRow[]; next: string } {
     const size = pageSize(page.size);
-    const params: Params = { after: decodeToken(page.token), limit: size + 1 };
+    const params: Params = { after: decodeAuditToken(page.token), limit: size + 1 };
     if (filter.subject !== undefined) params.subject = filter.subject;
     if (filter.resource !== undefined) params.resource = filter.resource;
     if (filter.since !== undefined) params.since = filter.since;
@@ -68,7 +69,7 @@ export class AuditListing {
     const rows = this.#statement(auditListingSql(filter)).all(params);
     const more = rows.length > size;
     if (more) rows.length = size;
-    return { rows, next: more ? encodeToken((rows[size - 1] as Row).seq) : "" };
+    return { rows, next: more ? encodeAuditToken((rows[size - 1] as Row).seq) : "" };
   }
 
   #statement(sql: string): Statement<[Params], Row> {

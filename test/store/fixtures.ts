@@ -1,6 +1,7 @@
 // Records for store tests: valid defaults, overridden by what a test is about.
 import Database from "better-sqlite3";
 import type { AccessRequest, AuditEntry, Grant, GrantEvent, Review } from "../../src/access/model.ts";
+import type { AccessWrites, WriteTx } from "../../src/access/ports.ts";
 import type { SqliteStore } from "../../src/store/sqlite.ts";
 import type { RequestPlan } from "../../src/policy/entrypoints.ts";
 
@@ -95,6 +96,28 @@ export function storeGrant(store: SqliteStore, over: Partial<Grant> & { id: stri
     store.insertRequest(aRequest({ id: grant.requestId, requester: { id: grant.subject, groups: [] }, state: "APPROVED" }));
     return store.insertGrant(grant);
   });
+}
+
+/** Inserts a grant and the request it came from, inside the caller's transaction; returns its CREATED event. */
+export async function insertGrantWithRequest(tx: WriteTx, over: Partial<Grant> & { id: string }): Promise<GrantEvent> {
+  const grant = aGrant({ requestId: `req-${over.id}`, ...over });
+  await tx.insertRequest(aRequest({ id: grant.requestId, requester: { id: grant.subject, groups: [] }, state: "APPROVED" }));
+  return tx.insertGrant(grant);
+}
+
+/** Stores a grant and the request it came from in a transaction of its own, through the port's `write`. */
+export function writeGrant(store: AccessWrites, over: Partial<Grant> & { id: string }): Promise<GrantEvent> {
+  return store.write(async (tx) => insertGrantWithRequest(tx, over));
+}
+
+/** Stores a request (aRequest with `over`) in a transaction of its own, through the port's `write`. */
+export function writeRequest(store: AccessWrites, over: Partial<AccessRequest> & { id: string }): Promise<void> {
+  return store.write(async (tx) => tx.insertRequest(aRequest(over)));
+}
+
+/** Stores a review (aReview with `over`) in a transaction of its own, through the port's `write`. */
+export function writeReview(store: AccessWrites, over: Partial<Review> & { requestId: string }): Promise<void> {
+  return store.write(async (tx) => tx.insertReview(aReview(over)));
 }
 
 /** Runs `fn` on the database file opened directly (no store, no migrations): to read or tamper with raw rows. */

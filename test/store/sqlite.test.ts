@@ -8,7 +8,7 @@ import { FailedPrecondition, Unavailable } from "../../src/errors.ts";
 import type { Page } from "../../src/access/ports.ts";
 import { encodePageToken } from "../../src/store/listing.ts";
 import { migrate, MIGRATIONS, SCHEMA_VERSION } from "../../src/store/migrations.ts";
-import { BUSY_PROBES_UNTIL_UNWRITABLE, openSqliteStore, SqliteStore } from "../../src/store/sqlite.ts";
+import { BUSY_PROBES_UNTIL_UNWRITABLE, openServerStore, openSqliteStore, SqliteStore } from "../../src/store/sqlite.ts";
 import { accessStoreContract } from "./contract.ts";
 import { aGrant, aRequest, anAuditEntry, MINUTE, storeGrant, T0 } from "./fixtures.ts";
 
@@ -17,7 +17,9 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
 const freshFile = () => join(dir, `store-${++files}.db`);
 
-accessStoreContract("SQLite", () => openSqliteStore(freshFile()));
+accessStoreContract("SQLite", async () => openSqliteStore(freshFile()));
+// The server's store, whose writes run on a writer thread: the shape closest to production.
+accessStoreContract("SQLite, writes on a writer thread", () => openServerStore(freshFile()));
 
 /** A migrated database file, and a connection to it whose `prepare` records every SQL text it is given. */
 function recordingDatabase(): { db: Database.Database; sources: Set<string> } {
