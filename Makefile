@@ -1,6 +1,7 @@
 # jitgate: `make run` starts the server on its embedded defaults; `make test` runs everything CI runs.
 # Every target installs what it needs: Node 24 (from the npm registry, when the machine's node is older),
-# the npm dependencies (npm ci), and the OPA CLI (scripts/ensure-opa.sh).
+# the npm dependencies (npm ci), the OPA CLI (scripts/ensure-opa.sh), and for the tests a PostgreSQL server
+# (scripts/ensure-postgres.sh: Debian's package; the tests run their own server on loopback).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -82,6 +83,7 @@ check: policy-check policy-test typecheck lint
 # Each test is bounded (2 min), and so is the whole run (25 min): a failed test that leaves a server running
 # ends the run with a failure instead of hanging it.
 test: check $(BUNDLE)
+	@scripts/ensure-postgres.sh >/dev/null
 	timeout 1500 node --test --test-concurrency=1 --test-timeout=120000 --test-reporter=spec --test-reporter-destination=stdout "test/**/*.test.ts"
 
 # The long fault runs (a 15 s lock, a 10 s run-away rule, 20 SIGKILLs under load); not part of make test.

@@ -9,7 +9,6 @@ import { ReflectionService } from "@grpc/reflection";
 import { Access } from "./access/access.ts";
 import { tapCommittedAudit } from "./access/audit-tap.ts";
 import { ChangeFeed } from "./access/feed.ts";
-import { LiveGrantIndex } from "./access/live-grants.ts";
 import type { DecisionRecord } from "./access/model.ts";
 import type { Clock, DecisionSink } from "./access/ports.ts";
 import { RequestRateLimit } from "./access/rate-limit.ts";
@@ -32,7 +31,7 @@ import { Admission } from "./server/admission.ts";
 import { accessServiceDefinition, loadAccessPackage } from "./server/proto.ts";
 import { startServer } from "./server/server.ts";
 import { DECISIONS_FILE } from "./store/decision-store.ts";
-import { openServerStore, SERVER_BUSY_TIMEOUT_MS, STORE_FILE } from "./store/sqlite.ts";
+import { openStoreForServer } from "./store/server-store.ts";
 import { WriteTracker } from "./store/sqlite-errors.ts";
 import { TokenService } from "./tokens/index.ts";
 import { JITGATE_VERSION } from "./version.ts";
@@ -84,12 +83,19 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
       },
     });
     opened.push(() => engine.close());
-    // Reads here; writes (their lock waits and fsyncs) on the store's own writer thread.
-    const store = await openServerStore(join(config.dataDir, STORE_FILE), {
-      now: () => clock.now(),
-      busyTimeoutMs: SERVER_BUSY_TIMEOUT_MS,
+    const storeLog = throttledWarnings(log);
+    const opening = await openStoreForServer(config.store, {
+      dataDir: config.dataDir,
+      clock,
+      onFeedError: (err) => storeLog.warn({ err }, "grant feed: reading the store failed; reconnecting"),
+      onFeedFreshness: (fresh) =>
+        fresh
+          ? log.info("grant feed: read again; grant-based allows are answered")
+          : log.error("grant feed: not read within its bound; checks that need a grant are refused (UNAVAILABLE)"),
     });
-    opened.push(() => store.close());
+    const store = opening.store;
+    opened.push(() => opening.close());
+    log.info({ store: opening.location }, "store opened");
     const tokens = await TokenService.open(config.tokens, clock);
     const auth = await createAuthenticator(config.identity, { clock });
     log.info(auth.describe());
@@ -151,15 +157,19 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
         decisionLog.record(d);
       },
     };
+    const feed = new ChangeFeed(store, {
+      onError: (err) => storeLog.warn({ err }, "the change feed could not read the store; will retry"),
+    });
+    // Other replicas' commits reach watchers as soon as the store announces them (the feed also polls).
+    opening.onAnnounce(() => feed.changed());
     const access = new Access(
       {
         store: tapCommittedAudit(store, (entries) => countAuditEntries(metrics, entries)),
         policy: engine,
         clock,
         newId: randomUUID,
-        feed: new ChangeFeed(store, { onError: (err) => log.warn({ err }, "the change feed could not read the store; will retry") }),
-        // Loaded once here, then kept exact against the store before every read (see live-grants.ts).
-        liveGrants: new LiveGrantIndex(store, clock.now()),
+        feed,
+        liveGrants: opening.liveGrants,
         adminGroups: config.adminGroups,
         auditorGroups: config.auditorGroups,
         checkerGroups: config.checkerGroups,
@@ -245,17 +255,27 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
     // Decisions are served while a policy is loaded and the decision log keeps up (its queue rides out a failing
     // decisions.db); writes apart, from real writes and the store's probe. /healthz reports the same last check.
     const updateHealth = async () => {
+      // Decisions first, from what is known now; then the write probe, which a store that stopped answering
+      // holds up until its own timeout (meanwhile the decisions part is current).
       health.policy = engine.active ? { ready: engine.ready, revision: engine.active.revision } : { ready: engine.ready };
-      health.writes = await store.checkWrites();
+      const grantFeed = opening.feed();
+      if (grantFeed) health.grantFeed = grantFeed;
       const queueCapacity = config.decisionLog.queueCapacity;
       const queueDepth = decisionLog.queueDepth;
       const keepingUp = queueDepth < queueCapacity * DECISION_QUEUE_HIGH_WATER;
       health.decisionLog = { keepingUp, queueDepth, queueCapacity, dropped: decisionLog.dropped, writes: decisionWrites.current };
       health.decisions = !engine.ready
         ? { serving: false, reason: "no policy bundle is loaded" }
-        : keepingUp
-          ? { serving: true }
-          : { serving: false, reason: `the decision log's queue is nearly full (${queueDepth} of ${queueCapacity} records)` };
+        : grantFeed && !grantFeed.fresh
+          ? {
+              serving: false,
+              reason: `the grant feed has not been read for ${grantFeed.staleForMs} ms (bound ${grantFeed.boundMs} ms): grant-based allows are refused`,
+            }
+          : keepingUp
+            ? { serving: true }
+            : { serving: false, reason: `the decision log's queue is nearly full (${queueDepth} of ${queueCapacity} records)` };
+      server.setServing({ decisions: health.decisions.serving, writes: health.writes.possible });
+      health.writes = await store.checkWrites();
       server.setServing({ decisions: health.decisions.serving, writes: health.writes.possible });
     };
     await updateHealth();
@@ -319,7 +339,7 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
           ["decision store", () => decisionStore.close()],
           ["audit checkpoints", () => checkpointer?.close()],
           ["metrics", () => metricsServer?.close()],
-          ["store", () => store.close()],
+          ["store", () => opening.close()],
         ];
         for (const [part, close] of steps) {
           try {

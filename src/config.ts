@@ -15,6 +15,8 @@ import { parseTokenConfig, type TokenConfig } from "./tokens/config.ts";
 export interface ServeConfig {
   readonly listen: { readonly host: string; readonly port: number };
   readonly dataDir: string;
+  /** Where grants, requests and the audit trail live: the SQLite file in the data directory, or a PostgreSQL database shared by replicas. */
+  readonly store: StoreConfig;
   readonly bundle: string;
   readonly watchPolicies: boolean;
   readonly policiesDir: string;
@@ -71,6 +73,8 @@ const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 export interface ServeFlags extends LimitFlags {
   listen?: string;
   dataDir?: string;
+  store?: string;
+  feedBound?: string;
   bundle?: string;
   watchPolicies?: boolean;
   policiesDir?: string;
@@ -109,9 +113,23 @@ export interface ServeFlags extends LimitFlags {
   workers?: string;
 }
 
+export type StoreConfig =
+  | { readonly kind: "sqlite" }
+  | {
+      readonly kind: "postgres";
+      /** postgres://... (may carry a password: never logged; see storeLocation). */
+      readonly url: string;
+      /** How long the replica's grant feed may go unread before grant-based allows are refused (ms). */
+      readonly feedBoundMs: number;
+    };
+
 export const DEFAULTS = {
   listen: "127.0.0.1:7443",
   dataDir: "data",
+  store: "sqlite",
+  // A replica that has not read the grant feed for this long refuses grant-based allows: long enough to ride out a
+  // PostgreSQL failover's first seconds without refusing, short enough that a revocation elsewhere holds soon.
+  feedBound: "2s",
   bundle: "bundles/jitgate.tar.gz",
   policiesDir: "policies",
   opa: "tools/bin/opa",
@@ -222,6 +240,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
   return Object.freeze({
     listen: Object.freeze(listen),
     dataDir,
+    store: parseStore(flags, env),
     bundle: path(pick(flags.bundle, "JITGATE_BUNDLE", DEFAULTS.bundle)),
     watchPolicies: flags.watchPolicies ?? env.JITGATE_WATCH_POLICIES === "1",
     policiesDir: path(pick(flags.policiesDir, "JITGATE_POLICIES_DIR", DEFAULTS.policiesDir)),
@@ -258,6 +277,24 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
       intervalMs: checkpointIntervalMs,
     }),
   });
+}
+
+/** `--store sqlite` (the file in the data directory) or `--store postgres://user@host:port/db`; `--feed-bound 2s`. */
+function parseStore(flags: ServeFlags, env: NodeJS.ProcessEnv): StoreConfig {
+  const field = "--store (JITGATE_STORE)";
+  const value = (flags.store ?? env.JITGATE_STORE ?? DEFAULTS.store).trim();
+  if (value === "sqlite") return Object.freeze({ kind: "sqlite" });
+  if (!/^postgres(ql)?:\/\//.test(value))
+    throw new InvalidArgument(field, "is neither sqlite nor a postgres:// URL (e.g. postgres://jitgate@127.0.0.1:5432/jitgate)");
+  try {
+    new URL(value);
+  } catch {
+    throw new InvalidArgument(field, "is not a valid postgres:// URL");
+  }
+  const boundField = "--feed-bound (JITGATE_FEED_BOUND)";
+  const feedBoundMs = parseMilliseconds(flags.feedBound ?? env.JITGATE_FEED_BOUND ?? DEFAULTS.feedBound, boundField);
+  if (feedBoundMs < 200 || feedBoundMs > 60_000) throw new InvalidArgument(boundField, "must be from 200ms to 60s");
+  return Object.freeze({ kind: "postgres", url: value, feedBoundMs });
 }
 
 const RATE_PERIODS_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000 };

@@ -3,6 +3,7 @@
 // The lifecycle code is unchanged: it keeps calling `write` and appending through its transaction.
 import type { AuditEntry } from "./model.ts";
 import type { AccessStore, WriteTx } from "./ports.ts";
+import { txView } from "./tx-view.ts";
 
 export function tapCommittedAudit(store: AccessStore, committed: (entries: readonly AuditEntry[]) => void): AccessStore {
   const hand = (entries: readonly AuditEntry[]) => {
@@ -15,14 +16,15 @@ export function tapCommittedAudit(store: AccessStore, committed: (entries: reado
   const write = async <T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> => {
     const entries: AuditEntry[] = [];
     const result = await store.write((tx) =>
-      fn({
-        ...tx,
-        appendAudit: (entry: AuditEntry) => {
-          const appended = tx.appendAudit(entry);
-          entries.push(entry);
-          return appended;
-        },
-      }),
+      fn(
+        txView(tx, {
+          appendAudit: (entry: AuditEntry) => {
+            const appended = tx.appendAudit(entry);
+            entries.push(entry);
+            return appended;
+          },
+        }),
+      ),
     );
     if (entries.length > 0) hand(entries);
     return result;

@@ -1,15 +1,16 @@
 // Everything the access lifecycle runs on, passed in by the composition root (src/app.ts) or a test.
 import { ResourceExhausted } from "../errors.ts";
 import type { ChangeFeed } from "./feed.ts";
-import type { LiveGrantIndex } from "./live-grants.ts";
-import type { Caller } from "./model.ts";
-import type { AccessStore, Clock, DecisionSink, PolicyDecider, TokenPort } from "./ports.ts";
+import type { LiveGrants } from "./live-grants.ts";
+import type { Caller, GrantEvent } from "./model.ts";
+import type { AccessStore, Clock, DecisionSink, PolicyDecider, TokenPort, WriteTx } from "./ports.ts";
 import type { RequestRateLimit } from "./rate-limit.ts";
+import { txView } from "./tx-view.ts";
 
 export interface AccessDeps {
   readonly store: AccessStore;
   /** The live grants a Check reads, kept exact against the store (see live-grants.ts). */
-  readonly liveGrants: LiveGrantIndex;
+  readonly liveGrants: LiveGrants;
   readonly policy: PolicyDecider;
   readonly clock: Clock;
   readonly newId: () => string;
@@ -26,6 +27,46 @@ export interface AccessDeps {
   readonly decisions: DecisionSink;
   /** RequestAccess calls per requester; undefined: not limited. */
   readonly requestRate?: RequestRateLimit;
+}
+
+/**
+ * A lifecycle write: `fn` in one store transaction; once it has committed, this process's live-grant index is
+ * told of the grant events it wrote (so a revoke returns only when this process no longer allows the grant, and a
+ * new grant is honoured at once, whatever the store's feed delay) and the change feed tails the store.
+ */
+export async function commitChange<T>(
+  deps: AccessDeps,
+  fn: (tx: WriteTx) => Promise<T>,
+  /** Whether the write changed anything the feed's watchers and waiters must hear of. */
+  changed: (result: T) => boolean = () => true,
+): Promise<T> {
+  const events: GrantEvent[] = [];
+  const result = await deps.store.write((tx) => fn(recordingEvents(tx, events)));
+  if (events.length > 0) deps.liveGrants.committed(events);
+  if (events.length > 0 || changed(result)) deps.feed.changed();
+  return result;
+}
+
+/** `tx`, keeping every grant event its writes return in `events`. */
+function recordingEvents(tx: WriteTx, events: GrantEvent[]): WriteTx {
+  const keep = <E extends GrantEvent | undefined>(e: E): E => {
+    if (e !== undefined) events.push(e);
+    return e;
+  };
+  return txView(tx, {
+    insertGrant: async (g) => keep(await tx.insertGrant(g)),
+    revokeGrant: async (id, at, by, reason) => keep(await tx.revokeGrant(id, at, by, reason)),
+    revokeGrantsOf: async (subject, at, by, reason) => {
+      const revoked = await tx.revokeGrantsOf(subject, at, by, reason);
+      events.push(...revoked);
+      return revoked;
+    },
+    recordExpiries: async (now, limit) => {
+      const expired = await tx.recordExpiries(now, limit);
+      events.push(...expired);
+      return expired;
+    },
+  });
 }
 
 /** Refuses a check before it is decided when the decision log could not keep its record (DecisionSink.admit). */

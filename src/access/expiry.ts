@@ -2,7 +2,7 @@
 // expiry time, so watchers hear of it on time) and pending requests timing out. Checks never wait for it:
 // they ignore expired grants by themselves. Sleeps until the next due time, woken early by local changes.
 import { audit } from "./audit.ts";
-import type { AccessDeps } from "./deps.ts";
+import { type AccessDeps, commitChange } from "./deps.ts";
 
 /** Expiries (and, apart, timeouts) recorded per transaction: one write never grows with the length of an outage. */
 export const DUE_PER_PASS = 500;
@@ -72,18 +72,23 @@ export class ExpiryScheduler {
 
   /** One pass: up to DUE_PER_PASS grant expiries and request timeouts due by now, in one transaction. Returns the counts. */
   async runDue(): Promise<{ grants: number; requests: number }> {
-    const { store, clock } = this.#deps;
+    const { clock } = this.#deps;
     const now = clock.now();
-    const counts = await store.write(async (tx) => {
-      const expired = await tx.recordExpiries(now, DUE_PER_PASS);
-      for (const e of expired)
-        await tx.appendAudit(audit.grant("GRANT_EXPIRED", { at: e.at, actor: "jitgate", grant: e.grant, reason: "expired" }));
-      const timedOut = await tx.expirePending(now, "timed out waiting for approvals", DUE_PER_PASS);
-      for (const r of timedOut)
-        await tx.appendAudit(audit.request("REQUEST_EXPIRED", { at: r.pendingUntil, actor: "jitgate", request: r, reason: r.stateReason }));
-      return { grants: expired.length, requests: timedOut.length };
-    });
-    if (counts.grants + counts.requests > 0) this.#deps.feed.changed();
+    const counts = await commitChange(
+      this.#deps,
+      async (tx) => {
+        const expired = await tx.recordExpiries(now, DUE_PER_PASS);
+        for (const e of expired)
+          await tx.appendAudit(audit.grant("GRANT_EXPIRED", { at: e.at, actor: "jitgate", grant: e.grant, reason: "expired" }));
+        const timedOut = await tx.expirePending(now, "timed out waiting for approvals", DUE_PER_PASS);
+        for (const r of timedOut)
+          await tx.appendAudit(
+            audit.request("REQUEST_EXPIRED", { at: r.pendingUntil, actor: "jitgate", request: r, reason: r.stateReason }),
+          );
+        return { grants: expired.length, requests: timedOut.length };
+      },
+      (c) => c.grants + c.requests > 0,
+    );
     return counts;
   }
 

@@ -2,7 +2,7 @@
 // all at once for a subject.
 import { FailedPrecondition, NotFound, PermissionDenied } from "../errors.ts";
 import { audit } from "./audit.ts";
-import { type AccessDeps, isAdmin } from "./deps.ts";
+import { type AccessDeps, commitChange, isAdmin } from "./deps.ts";
 import { type AccessRequest, type Caller, type Grant, grantStatus } from "./model.ts";
 import { grantRefusal } from "./read-scope.ts";
 
@@ -33,7 +33,7 @@ export async function revokeGrant(deps: AccessDeps, caller: Caller, grantId: str
     throw grantRefusal(grantId, "revoke", `only its holder or an admin (${deps.adminGroups.join(", ")}) may`);
   }
   const now = deps.clock.now();
-  const event = await deps.store.write(async (tx) => {
+  const event = await commitChange(deps, async (tx) => {
     const revoked = await tx.revokeGrant(grantId, now, caller.id, reason);
     if (revoked) await tx.appendAudit(audit.grant("GRANT_REVOKED", { at: now, actor: caller.id, grant: revoked.grant, reason }));
     return revoked;
@@ -42,7 +42,6 @@ export async function revokeGrant(deps: AccessDeps, caller: Caller, grantId: str
     const current = (await deps.store.grant(grantId)) ?? grant;
     throw new FailedPrecondition(`grant ${grantId} is ${grantStatus(current, now)}, not ACTIVE`);
   }
-  deps.feed.changed();
   return event.grant;
 }
 
@@ -51,11 +50,10 @@ export async function revokeSubject(deps: AccessDeps, caller: Caller, subject: s
   if (!isAdmin(deps, caller))
     throw new PermissionDenied(`only an admin (${deps.adminGroups.join(", ")}) may revoke all access of a subject`);
   const now = deps.clock.now();
-  const events = await deps.store.write(async (tx) => {
+  const events = await commitChange(deps, async (tx) => {
     const revoked = await tx.revokeGrantsOf(subject, now, caller.id, reason);
     for (const e of revoked) await tx.appendAudit(audit.grant("GRANT_REVOKED", { at: now, actor: caller.id, grant: e.grant, reason }));
     return revoked;
   });
-  if (events.length > 0) deps.feed.changed();
   return events.map((e) => e.grant);
 }

@@ -1,6 +1,7 @@
 // The live-grant index: every grant that is neither revoked nor recorded as expired, in memory, by subject and
-// resource and by id, so a Check reads memory instead of the store. It catches up from the store's grant events
-// whenever the store's change mark moves (SQLite: data_version, which any other connection's commit moves, plus
+// resource and by id, so a Check reads memory instead of the store. This one is pulled from an embedded store
+// (fed-live-grants.ts is fed by a networked store's notifications instead). It catches up from the store's grant
+// events whenever the store's change mark moves (SQLite: data_version, which any other connection's commit moves, plus
 // this connection's own commits):
 // - `confirm` (the check of an allowing grant, after the policy) always looks at the mark first: a revoke that
 //   has committed, in this process or any other sharing the store, is never honoured by a later confirm.
@@ -10,6 +11,18 @@
 // Expiry needs no event: every read leaves out a grant whose expires_at has passed.
 import type { Grant, GrantEvent } from "./model.ts";
 import type { LiveGrant } from "./ports.ts";
+
+/** What a Check reads: the live grants, by subject and resource or by id, kept current against the store. */
+export interface LiveGrants {
+  /** The subject's live grants on the resource at `now` (a shared array: do not change it). */
+  on(subject: string, resource: string, now: number): readonly IndexedGrant[];
+  /** The grant with this id if it is live at `now`. */
+  find(id: string, now: number): IndexedGrant | undefined;
+  /** Like find, as of every commit the index is bound to see before an allow (throws when it cannot be sure). */
+  confirm(id: string, now: number): IndexedGrant | undefined;
+  /** Told of this process's own committed grant events, so its next Check sees them whatever the feed's delay. */
+  committed(events: readonly GrantEvent[]): void;
+}
 
 /** What the index reads from the store. */
 export interface LiveGrantSource {
@@ -35,12 +48,9 @@ const BATCH = 1000;
 /** How stale `on` and `find` may be about grants created by other processes (ms). */
 export const RECENT_MS = 1;
 
-export class LiveGrantIndex {
+export class LiveGrantIndex implements LiveGrants {
   readonly #source: LiveGrantSource;
-  /** subject -> resource -> grants (a small array: a subject rarely holds more than a few on one resource). */
-  readonly #bySubject = new Map<string, Map<string, IndexedGrant[]>>();
-  readonly #byId = new Map<string, IndexedGrant>();
-  #cursor: number;
+  readonly #table = new GrantTable();
   #mark: number;
   #localMark: number;
   /** performance.now() of the last look at the change mark. */
@@ -52,45 +62,38 @@ export class LiveGrantIndex {
     this.#mark = source.changeMark();
     this.#localMark = source.localChangeMark();
     this.#lookedAt = performance.now();
-    const { seq, grants } = source.liveGrantSnapshot(now);
-    this.#cursor = seq;
-    for (const g of grants) this.#put(g);
+    this.#table.load(source.liveGrantSnapshot(now));
   }
 
   /** The subject's live grants on the resource at `now`, as of RECENT_MS ago at most (a shared array: do not change it). */
   on(subject: string, resource: string, now: number): readonly IndexedGrant[] {
     this.#recent();
-    const grants = this.#bySubject.get(subject)?.get(resource);
-    if (grants === undefined) return NONE;
-    for (const g of grants) if (g.expiresAt <= now) return grants.filter((x) => x.expiresAt > now);
-    return grants;
+    return this.#table.on(subject, resource, now);
   }
 
   /** The grant with this id if it is live at `now`, as of RECENT_MS ago at most. */
   find(id: string, now: number): IndexedGrant | undefined {
     this.#recent();
-    return this.#liveById(id, now);
+    return this.#table.find(id, now);
   }
 
   /** The grant with this id if it is live at `now`, as of now: every commit so far, by anyone, is seen. */
   confirm(id: string, now: number): IndexedGrant | undefined {
     this.#catchUp();
-    return this.#liveById(id, now);
+    return this.#table.find(id, now);
   }
+
+  /** Nothing to do: this connection's own commits move its local mark, which the next read looks at. */
+  committed(): void {}
 
   /** How many grants the index holds (some may have expired without their event yet). */
   get size(): number {
-    return this.#byId.size;
+    return this.#table.size;
   }
 
   /** The grant event seq the index has applied up to. */
   get cursor(): number {
-    return this.#cursor;
-  }
-
-  #liveById(id: string, now: number): IndexedGrant | undefined {
-    const g = this.#byId.get(id);
-    return g !== undefined && g.expiresAt > now ? g : undefined;
+    return this.#table.cursor;
   }
 
   #recent(): void {
@@ -105,8 +108,8 @@ export class LiveGrantIndex {
       // A read that fails (the store is unavailable) throws to the Check, which fails closed; the marks are kept
       // only once every event is applied, so the next read tries again.
       for (;;) {
-        const events = this.#source.grantEventsAfter(this.#cursor, BATCH);
-        for (const e of events) this.#apply(e);
+        const events = this.#source.grantEventsAfter(this.#table.cursor, BATCH);
+        for (const e of events) this.#table.apply(e);
         if (events.length < BATCH) break;
       }
       this.#mark = mark;
@@ -114,9 +117,59 @@ export class LiveGrantIndex {
     this.#localMark = local;
     this.#lookedAt = lookedAt;
   }
+}
 
-  #apply(event: GrantEvent): void {
+/** The grants themselves, by subject and resource and by id, and the seq of the last event applied. */
+export class GrantTable {
+  /** subject -> resource -> grants (a small array: a subject rarely holds more than a few on one resource). */
+  readonly #bySubject = new Map<string, Map<string, IndexedGrant[]>>();
+  readonly #byId = new Map<string, IndexedGrant>();
+  #cursor = 0;
+
+  /** Starts from a snapshot: its live grants, as of its seq. */
+  load(snapshot: { readonly seq: number; readonly grants: readonly Grant[] }): void {
+    this.#cursor = snapshot.seq;
+    for (const g of snapshot.grants) this.#put(g);
+  }
+
+  on(subject: string, resource: string, now: number): readonly IndexedGrant[] {
+    const grants = this.#bySubject.get(subject)?.get(resource);
+    if (grants === undefined) return NONE;
+    for (const g of grants) if (g.expiresAt <= now) return grants.filter((x) => x.expiresAt > now);
+    return grants;
+  }
+
+  find(id: string, now: number): IndexedGrant | undefined {
+    const g = this.#byId.get(id);
+    return g !== undefined && g.expiresAt > now ? g : undefined;
+  }
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  get cursor(): number {
+    return this.#cursor;
+  }
+
+  /** Applies the next event in seq order (an event at or before the cursor changes nothing). */
+  apply(event: GrantEvent): void {
+    if (event.seq <= this.#cursor) return;
     this.#cursor = event.seq;
+    this.#applyGrant(event);
+  }
+
+  /**
+   * Applies this process's own committed event ahead of the feed, leaving the cursor: the feed applies it again
+   * in order later, with the grant as stored then. Safe ahead of order: a grant it adds was created by this very
+   * event (so any later revocation has a later seq, which the feed applies after), and dropping is always safe.
+   * An event the cursor has passed is already reflected, and a later one may have ended its grant: skipped.
+   */
+  applyAhead(event: GrantEvent): void {
+    if (event.seq > this.#cursor) this.#applyGrant(event);
+  }
+
+  #applyGrant(event: GrantEvent): void {
     // Each event carries its grant as stored now, so replaying an old event never revives a revoked grant.
     const g = event.grant;
     if (event.kind === "CREATED" && g.revokedAt === undefined) this.#put(g);

@@ -4,7 +4,7 @@
 import { AlreadyExists, InvalidArgument, PermissionDenied } from "../errors.ts";
 import { formatReason, type PolicyReason, type RequestPlan } from "../policy/entrypoints.ts";
 import { audit } from "./audit.ts";
-import type { AccessDeps } from "./deps.ts";
+import { type AccessDeps, commitChange } from "./deps.ts";
 import { newGrant } from "./grants.ts";
 import type { AccessAsk, AccessRequest, Caller } from "./model.ts";
 import type { WriteTx } from "./ports.ts";
@@ -58,8 +58,7 @@ export async function requestAccess(deps: AccessDeps, caller: Caller, input: Req
     reviews: [],
     clientKey: input.clientKey,
   };
-  const stored = await deps.store.write((tx) => record(deps, tx, request));
-  deps.feed.changed();
+  const stored = await commitChange(deps, (tx) => record(deps, tx, request));
   if (stored.state === "DENIED") {
     throw new PermissionDenied("policy denied the request", plan.reasons.map(formatReason), {
       reasons: plan.reasons,

@@ -5,7 +5,7 @@
 import { FailedPrecondition, NotFound, PermissionDenied, Unavailable } from "../errors.ts";
 import { formatReason, type PolicyReason } from "../policy/entrypoints.ts";
 import { audit } from "./audit.ts";
-import { type AccessDeps, mayReadAudit } from "./deps.ts";
+import { type AccessDeps, commitChange, mayReadAudit } from "./deps.ts";
 import { newGrant } from "./grants.ts";
 import { displayId, samePerson } from "./identities.ts";
 import type { AccessRequest, Caller, ReviewDecision } from "./model.ts";
@@ -44,7 +44,7 @@ export async function reviewRequest(deps: AccessDeps, caller: Caller, input: Rev
       policyRevision: revision,
     };
     // The verdict holds for the request as it was judged: committed only if no other review or decision landed since.
-    const committed = await deps.store.write(async (tx) => {
+    const committed = await commitChange(deps, async (tx) => {
       const r = await tx.request(input.requestId);
       if (!r || !unchanged(r, seen)) return false;
       await tx.insertReview(review);
@@ -81,7 +81,6 @@ export async function reviewRequest(deps: AccessDeps, caller: Caller, input: Rev
     if (attempt >= REVIEW_ATTEMPTS)
       throw new Unavailable(`access request ${input.requestId} kept changing while it was reviewed; try again`);
   }
-  deps.feed.changed();
   return (await deps.store.request(input.requestId)) as AccessRequest;
 }
 
@@ -93,14 +92,13 @@ export async function cancelRequest(deps: AccessDeps, caller: Caller, requestId:
     throw new PermissionDenied(`only the requester (${displayId(stored.requester.id)}) may cancel request ${requestId}`);
   }
   await pendingNow(deps, requestId, now);
-  const cancelled = await deps.store.write(async (tx) => {
+  const cancelled = await commitChange(deps, async (tx) => {
     const request = await stillPending(tx, requestId, now);
     if (request instanceof Error) return request;
     await decide(deps, tx, request, "CANCELLED", `cancelled by ${displayId(caller.id)}${reason ? `: ${reason}` : ""}`, now, caller.id);
     return undefined;
   });
   if (cancelled) throw cancelled;
-  deps.feed.changed();
   return (await deps.store.request(requestId)) as AccessRequest;
 }
 

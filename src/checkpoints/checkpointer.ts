@@ -8,7 +8,7 @@ export interface CheckpointerOptions {
   readonly file: string;
   readonly intervalMs: number;
   readonly issuer: string;
-  readonly head: () => AuditHead | undefined;
+  readonly head: () => AuditHead | undefined | Promise<AuditHead | undefined>;
   readonly signer: CheckpointSigner;
   readonly now: () => number;
   readonly onWritten: (line: CheckpointLine) => void;
@@ -46,7 +46,7 @@ export class AuditCheckpointer {
   }
 
   async #write(): Promise<CheckpointLine | undefined> {
-    const head = this.#o.head();
+    const head = await this.#o.head();
     if (head === undefined || head.seq === this.#lastSeq) return undefined;
     const line = await signCheckpoint(this.#o.signer, head, this.#o.now(), this.#o.issuer);
     await appendCheckpoint(this.#o.file, line);

@@ -55,6 +55,14 @@ program
     `Prometheus /metrics and /healthz over HTTP, or off (env JITGATE_METRICS_LISTEN, default ${DEFAULTS.metricsListen})`,
   )
   .option(
+    "--store <store>",
+    `where grants, requests and the audit trail live: sqlite (the file in the data directory) or a postgres:// URL shared by replicas (env JITGATE_STORE, default ${DEFAULTS.store})`,
+  )
+  .option(
+    "--feed-bound <time>",
+    `with --store postgres://: how long the grant feed may go unread before grant-based allows are refused (env JITGATE_FEED_BOUND, default ${DEFAULTS.feedBound})`,
+  )
+  .option(
     "--policy-timeout <time>",
     `budget of one policy evaluation, e.g. 100ms or 2s: past it a Check is denied (policy_timeout) (env JITGATE_POLICY_TIMEOUT, default ${DEFAULTS.policyTimeout})`,
   )

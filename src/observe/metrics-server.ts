@@ -18,6 +18,8 @@ export interface HealthReport {
   /** Lifecycle writes (requests, reviews, grants, revocations, audit) to the store commit. */
   writes: WritesReport;
   policy: { ready: boolean; revision?: string };
+  /** On a shared store (PostgreSQL): whether the grant feed was read within its bound (else grant-based allows are refused). */
+  grantFeed?: { fresh: boolean; staleForMs: number; boundMs: number };
   decisionLog: {
     /** No decision record is at risk: the queue is below its high-water mark. */
     keepingUp: boolean;

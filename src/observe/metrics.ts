@@ -10,7 +10,7 @@ import type { ResourceLimit } from "../errors.ts";
 /** Where the scrape-time values come from; each callback is called once per scrape, so keep it cheap. */
 export interface MetricSources {
   /** Grants live right now. */
-  activeGrants(): number;
+  activeGrants(): number | Promise<number>;
   /** The batched decision log: entries waiting to be written, and entries dropped since start. */
   decisionLog(): { queueDepth: number; dropped: number };
   /** The policy bundle being served; `undefined` before the first one is active. */
@@ -105,8 +105,8 @@ export class JitgateMetrics {
       help: "Grants live right now.",
       registers,
       aggregator: "max",
-      collect() {
-        this.set(sources.activeGrants());
+      async collect() {
+        this.set(await sources.activeGrants());
       },
     });
     this.#tokensIssued = new Counter({ name: "jitgate_tokens_issued_total", help: "Access tokens signed and issued.", registers });

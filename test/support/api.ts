@@ -3,6 +3,7 @@
 import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import type { Jitgate } from "../../src/app.ts";
+import type { ServeFlags } from "../../src/config.ts";
 import { issueDevToken } from "../../src/identity/dev-issuer.ts";
 import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
 import { errorDetailsOf, type WireErrorDetails } from "../../src/server/status.ts";
@@ -234,9 +235,9 @@ export interface E2eServer {
   close(): Promise<void>;
 }
 
-export async function startE2eServer(): Promise<E2eServer> {
+export async function startE2eServer(flags: ServeFlags = {}): Promise<E2eServer> {
   const dataDir = await tempDir("jitgate-e2e-");
-  const jitgate = await startTestJitgate(dataDir);
+  const jitgate = await startTestJitgate(dataDir, flags);
   const client = api(jitgate.address);
   return {
     dataDir,

@@ -1,0 +1,167 @@
+// Two jitgate replicas on one PostgreSQL (a real server on loopback): a grant made on one is honoured by the
+// other, a revocation acknowledged by one is refused by the other within the feed's bound (and watched there by
+// the same seqs), and a replica cut off from the database (its connections frozen by a proxy) refuses
+// grant-based allows with UNAVAILABLE instead of serving stale ones, then recovers by itself.
+import assert from "node:assert/strict";
+import { createServer, type Server, type Socket, connect } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { after, before, describe, test } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import { type Caller, type E2eServer, failsWith, startE2eServer } from "../support/api.ts";
+import { healthStatus } from "../support/jitgate.ts";
+import { startPostgres, type PostgresServer } from "../support/postgres.ts";
+
+const ORDERS = "db/orders";
+const FEED_BOUND_MS = 1_000;
+
+/** A loopback TCP proxy to PostgreSQL whose connections can be frozen (no byte passes either way) and thawed. */
+async function freezableProxy(port: number): Promise<{ port: number; freeze(): void; thaw(): void; close(): void }> {
+  const pairs = new Set<[Socket, Socket]>();
+  let frozen = false;
+  const server: Server = createServer((client) => {
+    const upstream = connect(port, "127.0.0.1");
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    if (frozen) for (const s of pair) s.pause();
+    const drop = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", drop).on("close", drop);
+    upstream.on("error", drop).on("close", drop);
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const address = server.address();
+  if (typeof address !== "object" || address === null) throw new Error("no proxy port");
+  return {
+    port: address.port,
+    freeze() {
+      frozen = true;
+      for (const pair of pairs) for (const s of pair) s.pause();
+    },
+    thaw() {
+      frozen = false;
+      for (const pair of pairs) for (const s of pair) s.resume();
+    },
+    close() {
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
+      server.close();
+    },
+  };
+}
+
+async function readGrant(caller: Caller): Promise<string> {
+  const request = await caller.call("RequestAccess", {
+    resource: ORDERS,
+    actions: ["read"],
+    duration: { seconds: 600 },
+    justification: "reading stuck orders for INC-77",
+    ticket: "INC-77",
+  });
+  assert.equal(request.state, "APPROVED", request.state_reason);
+  return request.grant?.id as string;
+}
+
+const checkOf = (checker: Caller, subject: string) =>
+  checker.call("Check", { subject, subject_groups: ["engineering"], resource: ORDERS, action: "read", context: { source_ip: "10.1.2.3" } });
+
+/** Polls `fn` until it returns true; the elapsed ms, or a failure after `limitMs`. */
+async function within(limitMs: number, fn: () => Promise<boolean>): Promise<number> {
+  const started = performance.now();
+  while (!(await fn())) {
+    if (performance.now() - started > limitMs) throw new Error(`not within ${limitMs} ms`);
+    await sleep(5);
+  }
+  return performance.now() - started;
+}
+
+describe("replicas on one PostgreSQL", () => {
+  let pg: PostgresServer;
+  let proxy: Awaited<ReturnType<typeof freezableProxy>>;
+  let a: E2eServer;
+  let b: E2eServer;
+  before(async () => {
+    pg = await startPostgres();
+    const url = await pg.createDatabase();
+    proxy = await freezableProxy(pg.port);
+    const throughProxy = url.replace(`:${pg.port}/`, `:${proxy.port}/`);
+    a = await startE2eServer({ store: url, feedBound: `${FEED_BOUND_MS}ms` });
+    b = await startE2eServer({ store: throughProxy, feedBound: `${FEED_BOUND_MS}ms` });
+  });
+  after(async () => {
+    await a?.close();
+    proxy?.thaw();
+    await b?.close();
+    proxy?.close();
+    pg?.stop();
+  });
+
+  test("a grant made on A is honoured by B; A's revocation is refused by B within the bound and watched there", async () => {
+    const alice = await a.as("alice", ["engineering"]);
+    const checkerB = await b.as("orders-service", ["jitgate-checkers"]);
+    const auditorB = await b.as("auditor", ["jitgate-auditors"]);
+    const grantId = await readGrant(alice);
+    await within(FEED_BOUND_MS, async () => (await checkOf(checkerB, "alice")).allow);
+    const watch = auditorB.watch({ subject: "alice" });
+    await sleep(50);
+    const admin = await a.as("root", ["jitgate-admins"]);
+    await admin.call("RevokeGrant", { grant_id: grantId, reason: "incident" });
+    const delay = await within(FEED_BOUND_MS, async () => !(await checkOf(checkerB, "alice")).allow);
+    assert.ok(delay <= FEED_BOUND_MS);
+    const denied = await checkOf(checkerB, "alice");
+    assert.equal(denied.allow, false);
+    const revoked = await watch.next(2_000);
+    assert.equal(revoked.kind, "GRANT_EVENT_KIND_REVOKED");
+    assert.equal(revoked.grant.id, grantId);
+    // The same seq on A: any replica resumes a watch by the same numbers.
+    const auditorA = await a.as("auditor", ["jitgate-auditors"]);
+    const replay = auditorA.watch({ subject: "alice", after_seq: String(BigInt(revoked.seq) - 1n) });
+    const same = await replay.next(2_000);
+    assert.deepEqual([same.seq, same.kind, same.grant.id], [revoked.seq, revoked.kind, grantId]);
+    watch.close();
+    replay.close();
+  });
+
+  test("a grant made through A is listed by B at once (reads go to the shared store)", async () => {
+    const bob = await a.as("bob", ["engineering"]);
+    const grantId = await readGrant(bob);
+    const onB = await (await b.as("bob", ["engineering"])).call("ListGrants", {});
+    assert.deepEqual(
+      onB.grants.map((g) => g.id),
+      [grantId],
+    );
+  });
+
+  test("a replica cut off from PostgreSQL refuses grant-based allows (UNAVAILABLE) past the bound, then recovers", async () => {
+    const carol = await a.as("carol", ["engineering"]);
+    const checkerB = await b.as("orders-service", ["jitgate-checkers"]);
+    await readGrant(carol);
+    await within(FEED_BOUND_MS, async () => (await checkOf(checkerB, "carol")).allow);
+    proxy.freeze();
+    try {
+      // Within the bound B may still answer from a feed read moments ago; past it, never an allow.
+      await sleep(FEED_BOUND_MS + 200);
+      const refused = await failsWith(grpc.status.UNAVAILABLE, checkOf(checkerB, "carol"));
+      assert.match(refused.message, /grant feed/);
+      // Health says so at its next look.
+      await within(6_000, async () => b.jitgate.health().grantFeed?.fresh === false);
+      assert.match(b.jitgate.health().decisions.reason ?? "", /grant feed/);
+      assert.equal(await healthStatus(b.jitgate.address, "jit.v1.AccessService"), "NOT_SERVING");
+      // A denial needs no grant: B still answers it (fail closed is a deny, not an outage).
+      assert.equal((await checkOf(checkerB, "nobody")).allow, false);
+      // A on the same database is unaffected.
+      const checkerA = await a.as("orders-service", ["jitgate-checkers"]);
+      assert.equal((await checkOf(checkerA, "carol")).allow, true);
+    } finally {
+      proxy.thaw();
+    }
+    await within(10_000, async () => (await checkOf(checkerB, "carol").catch(() => ({ allow: false }))).allow);
+    await within(10_000, async () => b.jitgate.health().decisions.serving);
+  });
+});
