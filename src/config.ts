@@ -97,6 +97,7 @@ export interface ServeFlags extends LimitFlags {
   auditorGroups?: string;
   checkerGroups?: string;
   tokenTtl?: string;
+  signingKeys?: string;
   tokenAlg?: string;
   tokenIssuer?: string;
   metricsListen?: string;
@@ -256,6 +257,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
       {
         dataDir,
         ttlS: opt(flags.tokenTtl, "JITGATE_TOKEN_TTL"),
+        keysDir: opt(flags.signingKeys, "JITGATE_SIGNING_KEYS"),
         algorithm: opt(flags.tokenAlg, "JITGATE_TOKEN_ALG"),
         issuer: opt(flags.tokenIssuer, "JITGATE_TOKEN_ISSUER"),
       },
@@ -280,7 +282,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv, cwd: 
 }
 
 /** `--store sqlite` (the file in the data directory) or `--store postgres://user@host:port/db`; `--feed-bound 2s`. */
-function parseStore(flags: ServeFlags, env: NodeJS.ProcessEnv): StoreConfig {
+export function parseStore(flags: ServeFlags, env: NodeJS.ProcessEnv): StoreConfig {
   const field = "--store (JITGATE_STORE)";
   const value = (flags.store ?? env.JITGATE_STORE ?? DEFAULTS.store).trim();
   if (value === "sqlite") return Object.freeze({ kind: "sqlite" });

@@ -62,7 +62,10 @@ export class FedLiveGrantIndex implements LiveGrants {
     const index = new FedLiveGrantIndex(source, opts, sentAt);
     index.#table.load(snapshot);
     source.onAnnounce(() => void index.sync());
-    index.#timer = setInterval(() => void index.sync(), opts.heartbeatMs);
+    index.#timer = setInterval(() => {
+      if (!index.fresh) index.#freshness(false);
+      void index.sync();
+    }, opts.heartbeatMs);
     index.#timer.unref();
     return index;
   }
@@ -148,7 +151,8 @@ export class FedLiveGrantIndex implements LiveGrants {
       if (events.length < BATCH) break;
     }
     this.#syncedAt = Math.max(this.#syncedAt, sentAt);
-    this.#freshness(true);
+    // A read sent longer than the bound ago (it waited for a reconnect) does not make the feed fresh.
+    if (this.fresh) this.#freshness(true);
   }
 
   #freshness(fresh: boolean): void {

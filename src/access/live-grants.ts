@@ -125,6 +125,12 @@ export class GrantTable {
   readonly #bySubject = new Map<string, Map<string, IndexedGrant[]>>();
   readonly #byId = new Map<string, IndexedGrant>();
   #cursor = 0;
+  /**
+   * Grants this process ended ahead of the feed (applyAhead), with the seq of the ending event: a read already
+   * in flight may still bring an older CREATED of theirs, which must not put them back. Forgotten once the
+   * cursor reaches that seq (the feed has applied the end itself).
+   */
+  readonly #endedAhead = new Map<string, number>();
 
   /** Starts from a snapshot: its live grants, as of its seq. */
   load(snapshot: { readonly seq: number; readonly grants: readonly Grant[] }): void {
@@ -156,17 +162,26 @@ export class GrantTable {
   apply(event: GrantEvent): void {
     if (event.seq <= this.#cursor) return;
     this.#cursor = event.seq;
+    const endedAt = this.#endedAhead.get(event.grant.id);
+    if (endedAt !== undefined) {
+      if (endedAt <= event.seq) this.#endedAhead.delete(event.grant.id);
+      if (event.kind === "CREATED" && endedAt > event.seq) return;
+    }
     this.#applyGrant(event);
   }
 
   /**
    * Applies this process's own committed event ahead of the feed, leaving the cursor: the feed applies it again
    * in order later, with the grant as stored then. Safe ahead of order: a grant it adds was created by this very
-   * event (so any later revocation has a later seq, which the feed applies after), and dropping is always safe.
-   * An event the cursor has passed is already reflected, and a later one may have ended its grant: skipped.
+   * event (so any later revocation has a later seq, which the feed applies after); a grant it ends is remembered
+   * until the feed reaches that seq, so a read in flight that still shows the grant's older CREATED never puts it
+   * back. An event the cursor has passed is already reflected, and a later one may have ended its grant: skipped.
+   * This process's commits must be told in commit order (its writes take turns, and each is told as it commits).
    */
   applyAhead(event: GrantEvent): void {
-    if (event.seq > this.#cursor) this.#applyGrant(event);
+    if (event.seq <= this.#cursor) return;
+    if (event.kind !== "CREATED") this.#endedAhead.set(event.grant.id, Math.max(event.seq, this.#endedAhead.get(event.grant.id) ?? 0));
+    this.#applyGrant(event);
   }
 
   #applyGrant(event: GrantEvent): void {

@@ -13,7 +13,7 @@ import { InvalidArgument, JitgateError } from "../errors.ts";
 import { AUDIT_CHAIN_VERSION, readAuditHashAt, readAuditHead, verifyAuditChain } from "../store/audit-chain.ts";
 import { withReadOnlyDatabase } from "../store/read-only.ts";
 import { STORE_FILE } from "../store/sqlite.ts";
-import { parseTokenConfig, readPublicKeys, TokenService } from "../tokens/index.ts";
+import { keyDirectory, parseTokenConfig, readPublicKeys, TokenService } from "../tokens/index.ts";
 import { registerAuditQueries } from "./audit-queries.ts";
 import { EXIT } from "./exit.ts";
 
@@ -116,7 +116,7 @@ async function dataDirKeys(o: DatabaseFlags): Promise<JSONWebKeySet> {
   const dataDir = dataDirOf(o);
   let keys: JSONWebKeySet | undefined;
   try {
-    keys = await readPublicKeys(dataDir);
+    keys = await readPublicKeys(keyDirectory(dataDir));
   } catch (err) {
     if (!(err instanceof JitgateError)) throw err;
     throw new InvalidArgument("--jwks", `cannot use the keys in ${dataDir} (${err.message}); give the trusted keys with --jwks FILE`);

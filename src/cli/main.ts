@@ -38,6 +38,10 @@ program
   .option("--mtls-groups <file>", "JSON map from certificate identity to groups (env JITGATE_MTLS_GROUPS)")
   .option("--tls-cert <file>", "the server's certificate (env JITGATE_TLS_CERT)")
   .option("--tls-key <file>", "the server's private key (env JITGATE_TLS_KEY)")
+  .option(
+    "--signing-keys <dir>",
+    "the access-token signing keys (env JITGATE_SIGNING_KEYS, default <data-dir>/signing-keys); replicas share one directory",
+  )
   .option("--token-ttl <seconds>", "lifetime of access tokens, at most 3600 (env JITGATE_TOKEN_TTL, default 300)")
   .option("--token-alg <alg>", "EdDSA or ES256 (env JITGATE_TOKEN_ALG, default EdDSA)")
   .option("--token-issuer <iss>", "the iss claim of access tokens (env JITGATE_TOKEN_ISSUER, default jitgate)")

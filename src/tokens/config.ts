@@ -4,10 +4,15 @@ import { isAbsolute, resolve } from "node:path";
 import { DEFAULT_CLOCK_TOLERANCE_S, MAX_CLOCK_TOLERANCE_S, MAX_TOKEN_TTL_S } from "../enforce/verify.ts";
 import { InvalidArgument } from "../errors.ts";
 import { SIGNING_ALGORITHMS, type SigningAlgorithm } from "./key-material.ts";
+import { keyDirectory } from "./keys.ts";
 
 export interface TokenConfig {
-  /** Where the signing keys live (`<dataDir>/signing-keys`). */
   readonly dataDir: string;
+  /**
+   * Where the signing keys live: `<dataDir>/signing-keys` unless given. Replicas share one directory (a shared
+   * volume), so a token issued by one verifies on all, and a rotation is seen by all within a second.
+   */
+  readonly keysDir: string;
   readonly issuer: string;
   /** The longest a token lives, in seconds; a token never outlives its grant either. */
   readonly ttlS: number;
@@ -19,6 +24,7 @@ export interface TokenConfig {
 /** Values as the user gave them (flags over environment); strings where they came from the environment. */
 export interface TokenInput {
   dataDir?: string;
+  keysDir?: string;
   issuer?: string;
   ttlS?: number | string;
   algorithm?: string;
@@ -27,6 +33,7 @@ export interface TokenInput {
 
 export const TOKEN_FIELDS = {
   dataDir: "--data-dir (JITGATE_DATA_DIR)",
+  keysDir: "--signing-keys (JITGATE_SIGNING_KEYS)",
   issuer: "--token-issuer (JITGATE_TOKEN_ISSUER)",
   ttl: "--token-ttl (JITGATE_TOKEN_TTL)",
   algorithm: "--token-alg (JITGATE_TOKEN_ALG)",
@@ -44,8 +51,11 @@ export function parseTokenConfig(input: TokenInput, cwd: string): TokenConfig {
   if (issuer.length > 256 || /[\p{Cc}\s]/u.test(issuer)) {
     throw new InvalidArgument(F.issuer, `'${issuer}' is not a usable issuer (1-256 characters, no spaces)`);
   }
+  const absolute = (p: string) => (isAbsolute(p) ? p : resolve(cwd, p));
+  const keysDir = text(input.keysDir);
   return Object.freeze({
-    dataDir: isAbsolute(dataDir) ? dataDir : resolve(cwd, dataDir),
+    dataDir: absolute(dataDir),
+    keysDir: keysDir === undefined ? keyDirectory(absolute(dataDir)) : absolute(keysDir),
     issuer,
     ttlS: wholeSeconds(input.ttlS, TOKEN_DEFAULTS.ttlS, 1, MAX_TOKEN_TTL_S, F.ttl),
     algorithm: parseAlgorithm(input.algorithm),

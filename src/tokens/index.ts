@@ -58,9 +58,9 @@ export class TokenService {
     this.#verified = new VerifiedTokenCache({ maxEntries: VERIFIED_TOKEN_MAX_ENTRIES, maxAgeMs: VERIFIED_TOKEN_MAX_AGE_MS, clock });
   }
 
-  /** Opens (on first start: creates) the signing keys in `<dataDir>/signing-keys`. */
+  /** Opens (on first start: creates) the signing keys in `config.keysDir`. */
   static async open(config: TokenConfig, clock: TokenClock): Promise<TokenService> {
-    const ring = await KeyRing.open(config.dataDir, {
+    const ring = await KeyRing.open(config.keysDir, {
       algorithm: config.algorithm,
       maxTokenTtlS: config.ttlS,
       clockToleranceS: config.clockToleranceS,

@@ -68,10 +68,10 @@ export function keyDirectory(dataDir: string): string {
   return join(dataDir, KEY_DIRECTORY);
 }
 
-/** The data directory's signing keys, re-read when another process adds or removes one. */
+/** The signing keys in one directory (by default the data directory's), re-read when another process adds or removes one. */
 export class KeyRing {
   readonly directory: string;
-  readonly #dataDir: string;
+
   readonly #options: KeyRingOptions;
   readonly #intervalMs: number;
   /** Oldest first; the last one signs. */
@@ -80,16 +80,15 @@ export class KeyRing {
   #checkedAt = -Infinity;
   #reloading: Promise<void> | undefined;
 
-  private constructor(dataDir: string, options: KeyRingOptions) {
-    this.#dataDir = dataDir;
-    this.directory = keyDirectory(dataDir);
+  private constructor(keysDir: string, options: KeyRingOptions) {
+    this.directory = keysDir;
     this.#options = options;
     this.#intervalMs = options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS;
   }
 
   /** Loads the keys, creating the first one when there is none. Refuses an active key of another algorithm. */
-  static async open(dataDir: string, options: KeyRingOptions): Promise<KeyRing> {
-    const ring = new KeyRing(dataDir, options);
+  static async open(keysDir: string, options: KeyRingOptions): Promise<KeyRing> {
+    const ring = new KeyRing(keysDir, options);
     await ring.refresh();
     const active = ring.#active();
     if (active.alg !== options.algorithm) {
@@ -128,7 +127,7 @@ export class KeyRing {
 
   /** Creates a new active key (see rotateSigningKey) and uses it at once in this process. */
   async rotate(): Promise<RotatedKey> {
-    const rotated = await rotateSigningKey(this.#dataDir, this.#options);
+    const rotated = await rotateSigningKey(this.directory, this.#options);
     await this.refresh();
     return rotated;
   }
@@ -175,11 +174,11 @@ export class KeyRing {
 }
 
 /**
- * `jitgate keys rotate`: adds a new key of `algorithm`, which every process sharing `dataDir` starts signing
+ * `jitgate keys rotate`: adds a new key of `algorithm`, which every process sharing `keysDir` starts signing
  * with within its refresh interval; the previous key stays published until its tokens have expired.
  */
-export async function rotateSigningKey(dataDir: string, options: Pick<KeyRingOptions, "algorithm" | "now">): Promise<RotatedKey> {
-  const dir = keyDirectory(dataDir);
+export async function rotateSigningKey(keysDir: string, options: Pick<KeyRingOptions, "algorithm" | "now">): Promise<RotatedKey> {
+  const dir = keysDir;
   const existing = await loadAll(dir, await ensureKeyFiles(dir, options));
   const previous = existing.at(-1);
   const now = options.now();
@@ -201,11 +200,11 @@ export async function rotateSigningKey(dataDir: string, options: Pick<KeyRingOpt
 }
 
 /**
- * Every public key in `<dataDir>/signing-keys` (signing, retired, and the kept halves of deleted keys), read
+ * Every public key in `keysDir` (signing, retired, and the kept halves of deleted keys), read
  * without creating or changing anything, for offline verifiers; undefined when there is no key directory.
  */
-export async function readPublicKeys(dataDir: string): Promise<JSONWebKeySet | undefined> {
-  const dir = keyDirectory(dataDir);
+export async function readPublicKeys(keysDir: string): Promise<JSONWebKeySet | undefined> {
+  const dir = keysDir;
   const names = await listPrivateDirectory(dir);
   if (names === undefined) return undefined;
   const current = await loadAll(

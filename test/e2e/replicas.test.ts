@@ -8,6 +8,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { type Caller, type E2eServer, failsWith, startE2eServer } from "../support/api.ts";
+import { rotateSigningKey } from "../../src/tokens/keys.ts";
+import { removeDir, tempDir } from "../support/bundles.ts";
 import { healthStatus } from "../support/jitgate.ts";
 import { startPostgres, type PostgresServer } from "../support/postgres.ts";
 
@@ -86,13 +88,15 @@ describe("replicas on one PostgreSQL", () => {
   let proxy: Awaited<ReturnType<typeof freezableProxy>>;
   let a: E2eServer;
   let b: E2eServer;
+  let keysDir: string;
   before(async () => {
     pg = await startPostgres();
     const url = await pg.createDatabase();
     proxy = await freezableProxy(pg.port);
     const throughProxy = url.replace(`:${pg.port}/`, `:${proxy.port}/`);
-    a = await startE2eServer({ store: url, feedBound: `${FEED_BOUND_MS}ms` });
-    b = await startE2eServer({ store: throughProxy, feedBound: `${FEED_BOUND_MS}ms` });
+    keysDir = await tempDir("jitgate-shared-keys-");
+    a = await startE2eServer({ store: url, feedBound: `${FEED_BOUND_MS}ms`, signingKeys: keysDir });
+    b = await startE2eServer({ store: throughProxy, feedBound: `${FEED_BOUND_MS}ms`, signingKeys: keysDir });
   });
   after(async () => {
     await a?.close();
@@ -100,6 +104,27 @@ describe("replicas on one PostgreSQL", () => {
     await b?.close();
     proxy?.close();
     pg?.stop();
+    await removeDir(keysDir);
+  });
+
+  test("with one signing-keys directory, a token issued by A is honoured by B, and a rotation is seen by both", async () => {
+    const dave = await a.as("dave", ["engineering"]);
+    const checkerB = await b.as("orders-service", ["jitgate-checkers"]);
+    const grantId = await readGrant(dave);
+    const byToken = async (token: string) =>
+      (await checkerB.call("Check", { token, resource: ORDERS, action: "read", context: { source_ip: "10.1.2.3" } })).allow;
+    const first = await dave.call("IssueToken", { grant_id: grantId });
+    await within(FEED_BOUND_MS, () => byToken(first.token));
+    const rotated = await rotateSigningKey(keysDir, { algorithm: "EdDSA", now: () => Date.now() });
+    // A signs with the new key within its refresh interval (1 s); B verifies it, and still the old one.
+    await within(3_000, async () => {
+      const next = await dave.call("IssueToken", { grant_id: grantId });
+      return (
+        JSON.parse(Buffer.from(next.token.split(".")[0] as string, "base64url").toString()).kid === rotated.kid &&
+        (await byToken(next.token))
+      );
+    });
+    assert.equal(await byToken(first.token), true);
   });
 
   test("a grant made on A is honoured by B; A's revocation is refused by B within the bound and watched there", async () => {

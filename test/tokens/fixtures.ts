@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after } from "node:test";
 import type { TokenGrant } from "../../src/tokens/issue.ts";
-import { KeyRing, type KeyRingOptions } from "../../src/tokens/keys.ts";
+import { KeyRing, keyDirectory, type KeyRingOptions } from "../../src/tokens/keys.ts";
 
 export const T0 = Date.UTC(2026, 10, 23, 10, 0, 0);
 
@@ -51,7 +51,13 @@ export function grant(overrides: Partial<TokenGrant> = {}): TokenGrant {
 }
 
 export function openRing(dataDir: string, clock: FakeClock, options: Partial<KeyRingOptions> = {}): Promise<KeyRing> {
-  return KeyRing.open(dataDir, { algorithm: "EdDSA", maxTokenTtlS: 300, clockToleranceS: 30, now: () => clock.now(), ...options });
+  return KeyRing.open(keyDirectory(dataDir), {
+    algorithm: "EdDSA",
+    maxTokenTtlS: 300,
+    clockToleranceS: 30,
+    now: () => clock.now(),
+    ...options,
+  });
 }
 
 export async function refusal(promise: Promise<unknown>): Promise<Error> {

@@ -48,7 +48,7 @@ describe("signing keys", () => {
   test("several processes starting at once on a new data directory end up with one key", async () => {
     const dataDir = freshDir();
     const script = `const m = await import(${JSON.stringify(KEYS_MODULE)});
-      const ring = await m.KeyRing.open(${JSON.stringify(dataDir)}, { algorithm: "EdDSA", maxTokenTtlS: 300, clockToleranceS: 30, now: Date.now });
+      const ring = await m.KeyRing.open(${JSON.stringify(join(dataDir, KEY_DIRECTORY))}, { algorithm: "EdDSA", maxTokenTtlS: 300, clockToleranceS: 30, now: Date.now });
       console.log((await ring.signingKey()).kid);`;
     const runs = [1, 2, 3, 4].map(() => run(process.execPath, ["--input-type=module", "-e", script]));
     const kids = (await Promise.all(runs)).map((r) => r.stdout.trim());
@@ -129,7 +129,7 @@ describe("signing keys", () => {
     const err = await refusal(openRing(dataDir, clock, { algorithm: "ES256" }));
     assert.ok(err instanceof FailedPrecondition);
     assert.match(err.message, /active signing key .* is EdDSA, not ES256 as configured: run `jitgate keys rotate`/);
-    await rotateSigningKey(dataDir, { algorithm: "ES256", now: () => clock.now() });
+    await rotateSigningKey(join(dataDir, KEY_DIRECTORY), { algorithm: "ES256", now: () => clock.now() });
     assert.equal((await (await openRing(dataDir, clock, { algorithm: "ES256" })).signingKey()).alg, "ES256");
   });
 });
@@ -169,7 +169,7 @@ describe("key rotation", () => {
     const ring = await openRing(dataDir, clock);
     const old = (await ring.signingKey()).kid;
     const script = `const m = await import(${JSON.stringify(KEYS_MODULE)});
-      console.log((await m.rotateSigningKey(${JSON.stringify(dataDir)}, { algorithm: "EdDSA", now: Date.now })).kid);`;
+      console.log((await m.rotateSigningKey(${JSON.stringify(join(dataDir, KEY_DIRECTORY))}, { algorithm: "EdDSA", now: Date.now })).kid);`;
     const rotated = (await run(process.execPath, ["--input-type=module", "-e", script])).stdout.trim();
     assert.notEqual(rotated, old);
 

@@ -21,8 +21,19 @@ function configRefusal(input: TokenInput): InvalidArgument {
 describe("token configuration", () => {
   test("defaults: issuer jitgate, 300 s, EdDSA, 30 s tolerance; the data directory resolved against the working directory", () => {
     const config = parseTokenConfig({ dataDir: "data" }, "/srv/jitgate");
-    assert.deepEqual(config, { dataDir: "/srv/jitgate/data", issuer: "jitgate", ttlS: 300, algorithm: "EdDSA", clockToleranceS: 30 });
+    assert.deepEqual(config, {
+      dataDir: "/srv/jitgate/data",
+      keysDir: "/srv/jitgate/data/signing-keys",
+      issuer: "jitgate",
+      ttlS: 300,
+      algorithm: "EdDSA",
+      clockToleranceS: 30,
+    });
     assert.ok(Object.isFrozen(config));
+  });
+
+  test("a shared signing-keys directory (replicas) is taken as given, resolved against the working directory", () => {
+    assert.equal(parseTokenConfig({ dataDir: "data", keysDir: "../shared/keys" }, "/srv/jitgate").keysDir, "/srv/shared/keys");
   });
 
   test("values from the environment are text: a TTL, an algorithm in any case, a tolerance", () => {
@@ -30,7 +41,14 @@ describe("token configuration", () => {
       { dataDir: "/d", ttlS: "3600", algorithm: "es256", clockToleranceS: "60", issuer: "https://jit.example" },
       "/",
     );
-    assert.deepEqual(config, { dataDir: "/d", issuer: "https://jit.example", ttlS: 3600, algorithm: "ES256", clockToleranceS: 60 });
+    assert.deepEqual(config, {
+      dataDir: "/d",
+      keysDir: "/d/signing-keys",
+      issuer: "https://jit.example",
+      ttlS: 3600,
+      algorithm: "ES256",
+      clockToleranceS: 60,
+    });
   });
 
   test("a TTL outside 1..3600 s is refused, naming --token-ttl (JITGATE_TOKEN_TTL)", () => {
