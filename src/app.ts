@@ -3,7 +3,6 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { hostname } from "node:os";
-import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { Access } from "./access/access.ts";
@@ -16,7 +15,7 @@ import { AuditCheckpointer } from "./checkpoints/checkpointer.ts";
 import type { ServeConfig } from "./config.ts";
 import { DecisionLog } from "./decisions/decision-log.ts";
 import { openJsonLinesSink } from "./decisions/json-lines.ts";
-import { startDecisionWriterThread } from "./decisions/writer-thread.ts";
+import { openDecisionWriter } from "./decisions/open-writer.ts";
 import { createAuthenticator } from "./identity/authenticator.ts";
 import { serverCredentials } from "./identity/mtls.ts";
 import { type Logger, throttledWarnings } from "./log.ts";
@@ -30,7 +29,6 @@ import { accessServiceHandlers } from "./server/access-service.ts";
 import { Admission } from "./server/admission.ts";
 import { accessServiceDefinition, loadAccessPackage } from "./server/proto.ts";
 import { startServer } from "./server/server.ts";
-import { DECISIONS_FILE } from "./store/decision-store.ts";
 import { openStoreForServer } from "./store/server-store.ts";
 import { WriteTracker } from "./store/sqlite-errors.ts";
 import { TokenService } from "./tokens/index.ts";
@@ -100,9 +98,10 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
     const auth = await createAuthenticator(config.identity, { clock });
     log.info(auth.describe());
 
-    // decisions.db is written on a thread of its own: a lock held on it (a backup, a `sqlite3` shell) or a slow
-    // disk delays the log, never a Check. The log closes it; the shutdown step "decision store" is a backstop.
-    const decisionStore = await startDecisionWriterThread({ file: join(config.dataDir, DECISIONS_FILE) });
+    // Decision records go to decisions.db on a thread of its own (a lock held on it, a backup, a `sqlite3` shell,
+    // or a slow disk delays the log, never a Check), or with --store postgres:// to the replicas' database on a
+    // pool of its own. The log closes it; the shutdown step "decision store" is a backstop.
+    const decisionStore = await openDecisionWriter(config.store, config.dataDir);
     opened.push(() => decisionStore.close());
     const jsonLines = config.decisionLog.jsonLines;
     // Whether the decision log's batches commit, for health (the log retries a failed batch on its own).

@@ -1,16 +1,21 @@
 // `jitgate audit verify|checkpoint`: checks the audit trail's hash chain (and its signed checkpoints) offline, on a
-// database file opened read-only; signs a checkpoint of the trail's head.
+// database file opened read-only or a PostgreSQL snapshot read-only; signs a checkpoint of the trail's head.
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
+import type Database from "better-sqlite3";
 import type { JSONWebKeySet } from "jose";
 import { signCheckpoint } from "../checkpoints/checkpoint.ts";
 import { appendCheckpoint, CHECKPOINTS_FILE, readCheckpoints } from "../checkpoints/checkpoint-file.ts";
 import { verifyCheckpoints } from "../checkpoints/verify.ts";
-import { DEFAULTS } from "../config.ts";
+import { DEFAULTS, parseStore } from "../config.ts";
 import { InvalidArgument, JitgateError } from "../errors.ts";
 import { AUDIT_CHAIN_VERSION, readAuditHashAt, readAuditHead, verifyAuditChain } from "../store/audit-chain.ts";
+import * as pgChain from "../store/postgres/audit-chain.ts";
+import { withPgAuditSnapshot } from "../store/postgres/audit-snapshot.ts";
+import { storeLocation } from "../store/postgres/errors.ts";
+import type { SnapshotQuery } from "../store/postgres/transactions.ts";
 import { withReadOnlyDatabase } from "../store/read-only.ts";
 import { STORE_FILE } from "../store/sqlite.ts";
 import { keyDirectory, parseTokenConfig, readPublicKeys, TokenService } from "../tokens/index.ts";
@@ -20,6 +25,7 @@ import { EXIT } from "./exit.ts";
 export interface DatabaseFlags {
   db?: string;
   dataDir?: string;
+  store?: string;
 }
 
 interface VerifyFlags extends DatabaseFlags {
@@ -27,7 +33,13 @@ interface VerifyFlags extends DatabaseFlags {
   jwks?: string[];
 }
 
+/** The store an offline command reads: a SQLite file, or a PostgreSQL database (`location` is its URL without secrets). */
+export type AuditStore =
+  | { readonly kind: "sqlite"; readonly file: string; readonly location: string }
+  | { readonly kind: "postgres"; readonly url: string; readonly location: string };
+
 const DATA_DIR_HELP = `the server's data directory (env JITGATE_DATA_DIR, default ${DEFAULTS.dataDir})`;
+export const STORE_HELP = `sqlite (the --db file) or a postgres:// URL, as the server's --store (env JITGATE_STORE, default ${DEFAULTS.store})`;
 
 function dataDirOf(o: DatabaseFlags): string {
   return resolve(o.dataDir ?? process.env.JITGATE_DATA_DIR ?? DEFAULTS.dataDir);
@@ -43,6 +55,38 @@ export function databaseFile(o: DatabaseFlags): string {
   return file;
 }
 
+/**
+ * The store the flags name: --store, else JITGATE_STORE, else sqlite, read as `jitgate serve` reads them (the feed
+ * bound means nothing here); but --db names a SQLite file, so given without --store it beats the environment (an
+ * auditor's copy of a backup). SQLite's file must exist (else a usage error and exit, before anything is created).
+ */
+export function auditStore(o: DatabaseFlags): AuditStore {
+  const flags = { store: o.store ?? (o.db === undefined ? undefined : "sqlite"), feedBound: DEFAULTS.feedBound };
+  const store = parseStore(flags, process.env);
+  if (store.kind === "postgres") {
+    if (o.db !== undefined) throw new InvalidArgument("--db", "names a SQLite file; it cannot be read with --store postgres://");
+    return { kind: "postgres", url: store.url, location: storeLocation(store.url) };
+  }
+  const file = databaseFile(o);
+  return { kind: "sqlite", file, location: file };
+}
+
+/**
+ * Reads `store` read-only in one snapshot: `sqlite` on the file opened read-only (schema at least `sqliteVersion`),
+ * `postgres` in one REPEATABLE READ READ ONLY transaction. `what` names the feature, for a too-old schema.
+ */
+export async function readAuditStore<T>(
+  store: AuditStore,
+  need: { readonly what: string; readonly sqliteVersion: number },
+  sqlite: (db: Database.Database) => T,
+  postgres: (query: SnapshotQuery) => Promise<T>,
+): Promise<T> {
+  if (store.kind === "sqlite") return withReadOnlyDatabase(store.file, need.sqliteVersion, need.what, sqlite);
+  return withPgAuditSnapshot(store.url, { what: need.what }, postgres);
+}
+
+const CHAIN = { what: "the audit chain", sqliteVersion: AUDIT_CHAIN_VERSION } as const;
+
 export function registerAuditCommands(program: Command): void {
   const audit = program.command("audit").description("the audit trail in a server's database");
   audit
@@ -50,6 +94,7 @@ export function registerAuditCommands(program: Command): void {
     .description("check the audit trail's hash chain (and, with --checkpoints, its signed checkpoints); exits 1 at the first broken link")
     .option("--db <file>", `the database file (default <data-dir>/${STORE_FILE})`)
     .option("--data-dir <dir>", DATA_DIR_HELP)
+    .option("--store <store>", STORE_HELP)
     .option(
       "--checkpoints <file>",
       `also check the trail against these signed checkpoints (the server writes <data-dir>/${CHECKPOINTS_FILE})`,
@@ -59,21 +104,32 @@ export function registerAuditCommands(program: Command): void {
   audit
     .command("checkpoint")
     .description("sign the audit trail's head with the active signing key and append it to the checkpoints file")
-    .option("--data-dir <dir>", DATA_DIR_HELP)
+    .option("--data-dir <dir>", `${DATA_DIR_HELP}; its signing keys sign the checkpoint`)
+    .option("--store <store>", STORE_HELP)
     .option("--checkpoints <file>", `the checkpoints file (env JITGATE_AUDIT_CHECKPOINTS, default <data-dir>/${CHECKPOINTS_FILE})`)
     .action((o: DatabaseFlags & { checkpoints?: string }) => checkpointCommand(o));
   registerAuditQueries(audit);
 }
 
 async function verifyCommand(o: VerifyFlags): Promise<void> {
-  const file = databaseFile(o);
+  const store = auditStore(o);
   const lines = o.checkpoints === undefined ? [] : await readCheckpoints(resolve(o.checkpoints));
-  // One read of the file: the chain, and the stored hashes at the seqs the checkpoints name.
-  const { report, hashes } = withReadOnlyDatabase(file, AUDIT_CHAIN_VERSION, "the audit chain", (db) => {
-    const hashAt = readAuditHashAt(db);
-    const named = lines.flatMap((l) => ("checkpoint" in l ? [[l.checkpoint.seq, hashAt(l.checkpoint.seq)] as const] : []));
-    return { report: verifyAuditChain(db), hashes: new Map(named) };
-  });
+  const named = lines.flatMap((l) => ("checkpoint" in l ? [l.checkpoint.seq] : []));
+  // One read of the store: the chain, and the stored hashes at the seqs the checkpoints name.
+  const { report, hashes } = await readAuditStore(
+    store,
+    CHAIN,
+    (db) => {
+      const hashAt = readAuditHashAt(db);
+      return { report: verifyAuditChain(db), hashes: new Map(named.map((seq) => [seq, hashAt(seq)] as const)) };
+    },
+    async (query) => {
+      const report = await pgChain.verifyAuditChain(query);
+      const hashes = new Map<number, string | undefined>();
+      for (const seq of named) hashes.set(seq, await pgChain.readAuditHashAt(query, seq));
+      return { report, hashes };
+    },
+  );
   if (!report.ok) {
     process.stderr.write(`audit chain broken at #${report.seq}: ${report.reason}\n`);
     process.exit(EXIT.denied);
@@ -136,10 +192,10 @@ function tokenService(o: DatabaseFlags): Promise<TokenService> {
 }
 
 async function checkpointCommand(o: DatabaseFlags & { checkpoints?: string }): Promise<void> {
-  const file = databaseFile(o);
-  const head = withReadOnlyDatabase(file, AUDIT_CHAIN_VERSION, "the audit chain", readAuditHead);
+  const store = auditStore(o);
+  const head = await readAuditStore(store, CHAIN, readAuditHead, pgChain.readAuditHead);
   if (head === undefined) {
-    process.stderr.write(`jitgate: the audit trail in ${file} is empty; nothing to checkpoint\n`);
+    process.stderr.write(`jitgate: the audit trail in ${store.location} is empty; nothing to checkpoint\n`);
     process.exit(EXIT.failure);
   }
   const tokens = await tokenService(o);

@@ -1,15 +1,24 @@
 // `jitgate audit who-had | history | export`: auditors' questions answered offline from a store file opened
-// read-only, so a backup copy in a read-only folder can be queried months later without a server.
+// read-only, so a backup copy in a read-only folder can be queried months later without a server, or from one
+// read-only snapshot of a PostgreSQL store.
+import { once } from "node:events";
 import { closeSync, fsyncSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { DEFAULTS } from "../config.ts";
 import { InvalidArgument } from "../errors.ts";
-import { exportAudit, history, whoHad, AUDIT_QUERIES_MIN_VERSION, type AuditRecord, type WhoHadRow } from "../store/audit-queries.ts";
-import { withReadOnlyDatabase } from "../store/read-only.ts";
+import {
+  exportAudit,
+  history,
+  whoHad,
+  AUDIT_QUERIES_MIN_VERSION,
+  type AuditRecord,
+  type ExportedAuditRecord,
+  type WhoHadRow,
+} from "../store/audit-queries.ts";
+import * as pg from "../store/postgres/audit-queries.ts";
 import { STORE_FILE } from "../store/sqlite.ts";
-import type Database from "better-sqlite3";
-import { databaseFile, type DatabaseFlags } from "./audit-commands.ts";
+import { auditStore, readAuditStore, STORE_HELP, type DatabaseFlags } from "./audit-commands.ts";
 import { EXIT } from "./exit.ts";
 import { id, printableJson, table } from "./format.ts";
 import { parseTime, TIME_FORMS } from "./time.ts";
@@ -42,15 +51,13 @@ function parseCount(option: string, text: string, min: number): number {
   return n;
 }
 
-/** Runs `fn` on a store file opened read-only. */
-function onStore<T>(file: string, fn: (db: Database.Database) => T): T {
-  return withReadOnlyDatabase(file, AUDIT_QUERIES_MIN_VERSION, "the audit queries", fn);
-}
+const QUERIES = { what: "the audit queries", sqliteVersion: AUDIT_QUERIES_MIN_VERSION } as const;
 
 function storeOptions(command: Command): Command {
   return command
     .option("--db <file>", `the database file, or a backup copy of it (default <data-dir>/${STORE_FILE})`)
-    .option("--data-dir <dir>", `the server's data directory (env JITGATE_DATA_DIR, default ${DEFAULTS.dataDir})`);
+    .option("--data-dir <dir>", `the server's data directory (env JITGATE_DATA_DIR, default ${DEFAULTS.dataDir})`)
+    .option("--store <store>", STORE_HELP);
 }
 
 /** `jitgate audit export | head` closes the pipe early: that is the reader's choice, not an error. */
@@ -98,23 +105,34 @@ function historyTable(records: readonly AuditRecord[]): string {
   );
 }
 
-function whoHadAction(o: WhoHadFlags): void {
+async function whoHadAction(o: WhoHadFlags): Promise<void> {
   endQuietlyOnClosedPipe();
   const at = parseTime("--at", o.at, Date.now());
-  const rows = onStore(databaseFile(o), (db) => whoHad(db, o.resource, at));
+  const rows = await readAuditStore(
+    auditStore(o),
+    QUERIES,
+    (db) => whoHad(db, o.resource, at),
+    (query) => pg.whoHad(query, o.resource, at),
+  );
   if (o.json) return void process.stdout.write(jsonLines(rows));
   const subjects = new Set(rows.map((r) => r.subject)).size;
   const heading = `${o.resource} at ${iso(at)}: ${subjects} subject(s) held ${rows.length} grant(s)`;
   process.stdout.write(rows.length === 0 ? `${heading}\n` : `${heading}\n${whoHadTable(rows)}\n`);
 }
 
-function historyAction(o: HistoryFlags): void {
+async function historyAction(o: HistoryFlags): Promise<void> {
   endQuietlyOnClosedPipe();
   const now = Date.now();
   const limit = parseCount("--limit", o.limit, 1);
   const since = o.since === undefined ? undefined : parseTime("--since", o.since, now);
   const until = o.until === undefined ? undefined : parseTime("--until", o.until, now);
-  const records = onStore(databaseFile(o), (db) => history(db, o.subject, { since, until, limit }));
+  const filter = { since, until, limit };
+  const records = await readAuditStore(
+    auditStore(o),
+    QUERIES,
+    (db) => history(db, o.subject, filter),
+    (query) => pg.history(query, o.subject, filter),
+  );
   if (o.json) process.stdout.write(jsonLines(records));
   else process.stdout.write(records.length === 0 ? `no audit entries by or about ${o.subject}\n` : `${historyTable(records)}\n`);
   if (records.length === limit)
@@ -123,7 +141,40 @@ function historyAction(o: HistoryFlags): void {
 
 const EXPORT_CHUNK = 64 * 1024;
 
-function exportAction(o: ExportFlags): void {
+/** Export lines, written in chunks of about EXPORT_CHUNK characters; counts what it wrote. */
+class ExportSink {
+  readonly #write: (text: string) => void;
+  #pending = "";
+  count = 0;
+  last: number | undefined;
+
+  constructor(write: (text: string) => void) {
+    this.#write = write;
+  }
+
+  /** Adds one record; true when that wrote a chunk. */
+  add(record: ExportedAuditRecord): boolean {
+    this.#pending += `${printableJson(record)}\n`;
+    this.count++;
+    this.last = record.seq;
+    if (this.#pending.length < EXPORT_CHUNK) return false;
+    this.#write(this.#pending);
+    this.#pending = "";
+    return true;
+  }
+
+  end(): void {
+    this.#write(this.#pending);
+    this.#pending = "";
+  }
+}
+
+/** Until standard output has taken what it was given: an export read page by page keeps only a page in memory. */
+async function stdoutDrained(): Promise<void> {
+  if (process.stdout.writableNeedDrain) await once(process.stdout, "drain");
+}
+
+async function exportAction(o: ExportFlags): Promise<void> {
   endQuietlyOnClosedPipe();
   const now = Date.now();
   const filter = {
@@ -131,33 +182,30 @@ function exportAction(o: ExportFlags): void {
     until: o.until === undefined ? undefined : parseTime("--until", o.until, now),
     afterSeq: o.afterSeq === undefined ? undefined : parseCount("--after-seq", o.afterSeq, 0),
   };
-  // The database first: a missing one exits at once, and must not leave an empty export file behind.
-  const file = databaseFile(o);
+  // The store first: a missing one exits at once, and must not leave an empty export file behind.
+  const store = auditStore(o);
   const out = o.out === undefined ? undefined : createExportFile(resolve(o.out));
-  const write = out === undefined ? (text: string) => void process.stdout.write(text) : (text: string) => void writeSync(out.fd, text);
+  const sink = new ExportSink(out === undefined ? (text) => void process.stdout.write(text) : (text) => void writeSync(out.fd, text));
+  const drained = out === undefined ? stdoutDrained : async () => {};
   try {
-    const { count, last } = onStore(file, (db) => {
-      let pending = "";
-      let n = 0;
-      let lastSeq: number | undefined;
-      for (const record of exportAudit(db, filter)) {
-        pending += `${printableJson(record)}\n`;
-        n++;
-        lastSeq = record.seq;
-        if (pending.length >= EXPORT_CHUNK) {
-          write(pending);
-          pending = "";
-        }
-      }
-      write(pending);
-      return { count: n, last: lastSeq };
-    });
+    await readAuditStore(
+      store,
+      QUERIES,
+      (db) => {
+        for (const record of exportAudit(db, filter)) sink.add(record);
+        sink.end();
+      },
+      async (query) => {
+        for await (const record of pg.exportAudit(query, filter)) if (sink.add(record)) await drained();
+        sink.end();
+      },
+    );
     if (out !== undefined) {
       fsyncSync(out.fd);
       closeSync(out.fd);
-      const next = last ?? filter.afterSeq;
+      const next = sink.last ?? filter.afterSeq;
       const resume = next === undefined ? "" : `; next time give --after-seq ${next}`;
-      process.stderr.write(`exported ${count} audit entries to ${out.file}${resume}\n`);
+      process.stderr.write(`exported ${sink.count} audit entries to ${out.file}${resume}\n`);
     }
   } catch (err) {
     // A half-written export must not pass for a complete one.

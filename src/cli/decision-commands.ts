@@ -1,12 +1,15 @@
-// `jitgate decisions`: lists access-check decisions from a server's decision log, offline, on the database file
-// opened read-only (so it works on a backup copy and never disturbs a running server).
+// `jitgate decisions`: lists access-check decisions from a server's decision log, read-only: the SQLite file opened
+// read-only, offline (so it works on a backup copy and never disturbs a running server), or the replicas' shared
+// PostgreSQL database in one read-only snapshot (--store postgres://..., every replica's records).
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import type { DecisionRecord } from "../access/model.ts";
-import { DEFAULTS } from "../config.ts";
+import { DEFAULTS, parseStore } from "../config.ts";
 import { InvalidArgument } from "../errors.ts";
 import { DECISIONS_FILE, MAX_DECISIONS_PER_READ, withDecisionsReadOnly, type DecisionFilter } from "../store/decision-store.ts";
+import { withPgDecisionsReadOnly } from "../store/postgres/decision-reads.ts";
+import { storeLocation } from "../store/postgres/errors.ts";
 import { EXIT } from "./exit.ts";
 import { id, printableJson, table } from "./format.ts";
 import { parseTime, TIME_FORMS } from "./time.ts";
@@ -14,6 +17,7 @@ import { parseTime, TIME_FORMS } from "./time.ts";
 interface DecisionFlags {
   db?: string;
   dataDir?: string;
+  store?: string;
   subject?: string;
   decisionId?: string;
   since?: string;
@@ -33,6 +37,32 @@ function parseLimit(text: string): number {
 function databaseFile(o: DecisionFlags): string {
   if (o.db !== undefined) return resolve(o.db);
   return resolve(o.dataDir ?? process.env.JITGATE_DATA_DIR ?? DEFAULTS.dataDir, DECISIONS_FILE);
+}
+
+/** Where the decisions are: --db FILE is SQLite (unless --store says otherwise, a contradiction); else --store (JITGATE_STORE). */
+function storeOf(o: DecisionFlags): { kind: "sqlite" } | { kind: "postgres"; url: string } {
+  const store = parseStore({ store: o.db !== undefined ? (o.store ?? "sqlite") : o.store }, process.env);
+  if (store.kind === "postgres" && o.db !== undefined)
+    throw new InvalidArgument("--db", "names a SQLite file; it cannot be given with --store postgres://");
+  return store;
+}
+
+/** The matching decisions, newest first; exits with a usage error when the store holds no decision log. */
+async function readDecisions(o: DecisionFlags, filter: DecisionFilter, limit: number): Promise<DecisionRecord[]> {
+  const store = storeOf(o);
+  if (store.kind === "postgres") {
+    const decisions = await withPgDecisionsReadOnly(store.url, (reads) => reads.list(filter, limit));
+    if (decisions === undefined) noDecisionLog(`in ${storeLocation(store.url)} (no jitgate server has written decisions there)`);
+    return decisions;
+  }
+  const file = databaseFile(o);
+  if (!existsSync(file)) noDecisionLog(`at ${file} (give --db FILE or --data-dir DIR)`);
+  return withDecisionsReadOnly(file, (reads) => reads.list(filter, limit));
+}
+
+function noDecisionLog(where: string): never {
+  process.stderr.write(`jitgate: no decision log ${where}\n`);
+  process.exit(EXIT.usage);
 }
 
 function filterOf(o: DecisionFlags, now: number): DecisionFilter {
@@ -70,7 +100,11 @@ export function decisionsTable(ds: readonly DecisionRecord[]): string {
 export function registerDecisionCommands(program: Command): void {
   program
     .command("decisions")
-    .description("list access-check decisions from the decision log, newest first (offline, read-only)")
+    .description("list access-check decisions from the decision log, newest first (read-only)")
+    .option(
+      "--store <store>",
+      `where the server keeps them: sqlite (the decision log file) or the replicas' postgres:// URL (env JITGATE_STORE, default ${DEFAULTS.store})`,
+    )
     .option("--db <file>", `the decision log file (default <data-dir>/${DECISIONS_FILE})`)
     .option("--data-dir <dir>", `the server's data directory (env JITGATE_DATA_DIR, default ${DEFAULTS.dataDir})`)
     .option("--subject <id>", "only decisions about this subject")
@@ -80,16 +114,11 @@ export function registerDecisionCommands(program: Command): void {
     .option("--denied", "only denials")
     .option("--limit <n>", `at most this many (up to ${MAX_DECISIONS_PER_READ})`, "100")
     .option("--json", "print one JSON object per line")
-    .action((o: DecisionFlags) => {
-      // Flags are checked before the file, so a typo is reported as such even without a database.
+    .action(async (o: DecisionFlags) => {
+      // Flags are checked before the store, so a typo is reported as such even without a database.
       const filter = filterOf(o, Date.now());
       const limit = parseLimit(o.limit);
-      const file = databaseFile(o);
-      if (!existsSync(file)) {
-        process.stderr.write(`jitgate: no decision log at ${file} (give --db FILE or --data-dir DIR)\n`);
-        process.exit(EXIT.usage);
-      }
-      const decisions = withDecisionsReadOnly(file, (reads) => reads.list(filter, limit));
+      const decisions = await readDecisions(o, filter, limit);
       if (o.json) process.stdout.write(decisions.map((d) => `${printableJson(d)}\n`).join(""));
       else process.stdout.write(decisions.length > 0 ? `${decisionsTable(decisions)}\n` : "no decisions match\n");
     });

@@ -1,5 +1,5 @@
 // The decision log: every access check's record goes into a bounded in-memory queue at once, and is written
-// later in batches (one store transaction each, one batch in flight at a time, on the writer's own thread) and
+// later in batches (one store transaction each, one batch in flight at a time, off the serving path) and
 // to line sinks, so logging never slows a decision. A check asks `admit` first and is refused while the queue is
 // full, so no answered check loses its record (unless the overflow mode is "drop", which answers and drops the
 // record, counted).
@@ -8,7 +8,10 @@ import type { DecisionSink } from "../access/ports.ts";
 import { InvalidArgument, Unavailable } from "../errors.ts";
 import { Ring } from "./ring.ts";
 
-/** Where batches are committed: the DecisionStore, on a thread of its own (writer-thread.ts). */
+/**
+ * Where batches are committed (open-writer.ts): decisions.db on a thread of its own (writer-thread.ts), or the
+ * replicas' PostgreSQL database on a pool of its own (store/postgres/decision-store.ts).
+ */
 export interface DecisionWriter {
   /**
    * Commits all the records or none (one transaction); a retried batch must not duplicate rows. Rejects with

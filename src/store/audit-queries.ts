@@ -97,7 +97,8 @@ export function whoHad(db: Database, resource: string, at: number): WhoHadRow[] 
 
 const EXPORT_COLUMNS = `${CHAINED_AUDIT_COLUMNS}, hash`;
 
-type Stored<T> = Omit<T, "details"> & { details: string };
+/** A record as its row is stored: `details` is the stored text. */
+export type Stored<T> = Omit<T, "details"> & { details: string };
 
 /** The statement a subject's history runs: the audit listing's subject walk (see auditListingSql). */
 export const HISTORY_SQL = auditListingSql({ subject: "", since: 0, until: 0 });
@@ -114,7 +115,7 @@ export function history(db: Database, subject: string, filter: HistoryFilter = {
       ...(filter.until === undefined ? {} : { until: filter.until }),
     };
     const page = listing.rows({ subject, ...range }, { size: Math.min(MAX_PAGE_SIZE, wanted - records.length), token });
-    records.push(...page.rows.map(({ prev_hash: _, ...row }) => parsed<AuditRecord>(row)));
+    records.push(...page.rows.map(({ prev_hash: _, ...row }) => withParsedDetails<AuditRecord>(row)));
     token = page.next;
   } while (token !== "" && records.length < wanted);
   return records;
@@ -130,7 +131,7 @@ export function exportAudit(db: Database, filter: ExportFilter = {}): IterableIt
   const params = { after: filter.afterSeq ?? 0, since: filter.since ?? null, until: filter.until ?? null };
   const rows = db.prepare<[typeof params], Stored<ExportedAuditRecord>>(exportSql(filter)).iterate(params);
   return (function* () {
-    for (const row of rows) yield parsed(row);
+    for (const row of rows) yield withParsedDetails(row);
   })();
 }
 
@@ -146,7 +147,8 @@ export function exportSql(filter: ExportFilter): string {
   return `SELECT ${EXPORT_COLUMNS} FROM audit WHERE ${where.join(" AND ")} ORDER BY seq`;
 }
 
-function parsed<T extends AuditRecord>(row: Stored<T>): T {
+/** The record of a stored row: `details` parsed, or kept as its text when that is not JSON (a tampered row). */
+export function withParsedDetails<T extends AuditRecord>(row: Stored<T>): T {
   let details: unknown;
   try {
     details = JSON.parse(row.details);

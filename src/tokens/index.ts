@@ -50,6 +50,8 @@ export class TokenService {
   readonly #verified: VerifiedTokenCache<VerifiedAccessToken>;
   /** The key resolver over the current JWKS, rebuilt only when the published kids change. */
   #keySet: { kids: string; keys: JWTVerifyGetKey } | undefined;
+  /** performance.now() of the last look at the key directory for a key it did not know. */
+  #relistedAt = -Infinity;
 
   private constructor(config: TokenConfig, clock: TokenClock, ring: KeyRing) {
     this.#config = config;
@@ -93,8 +95,17 @@ export class TokenService {
   async verifyIssued(token: string): Promise<VerifiedAccessToken> {
     const known = this.#verified.get(token);
     if (known !== undefined) return known;
-    const keys = await this.#currentKeys();
-    const verified = await unauthenticatedIfRejected(verifyAccessTokenOfAnyAudience(token, keys, this.#verifyOptions()));
+    let verified: VerifiedAccessToken;
+    try {
+      verified = await verifyAccessTokenOfAnyAudience(token, await this.#currentKeys(), this.#verifyOptions());
+    } catch (err) {
+      // A key another replica (or `jitgate keys rotate`) added since this one last listed the directory: looked
+      // for once now rather than refusing its tokens until the next refresh. At most every UNKNOWN_KEY_RELIST_MS,
+      // so tokens naming made-up kids cannot make every call read the directory.
+      if (!(err instanceof TokenRejected && err.code === "TOKEN_UNKNOWN_KEY" && this.#mayRelist())) throw rejected(err);
+      await this.#ring.refresh();
+      verified = await unauthenticatedIfRejected(verifyAccessTokenOfAnyAudience(token, await this.#currentKeys(), this.#verifyOptions()));
+    }
     // Only what verified is kept; a refused token is checked again on every call.
     this.#verified.set(token, verified, verified.expiresAt);
     return verified;
@@ -129,6 +140,13 @@ export class TokenService {
     };
   }
 
+  #mayRelist(): boolean {
+    const now = performance.now();
+    if (now - this.#relistedAt < UNKNOWN_KEY_RELIST_MS) return false;
+    this.#relistedAt = now;
+    return true;
+  }
+
   async #currentKeys(): Promise<JWTVerifyGetKey> {
     const jwks = await this.#ring.jwks();
     const kids = jwks.keys.map((k) => k.kid).join(",");
@@ -137,11 +155,17 @@ export class TokenService {
   }
 }
 
+/** How often, at most, a token signed by a key this process does not know makes it list the key directory again. */
+const UNKNOWN_KEY_RELIST_MS = 100;
+
 async function unauthenticatedIfRejected(verified: Promise<VerifiedAccessToken>): Promise<VerifiedAccessToken> {
   try {
     return await verified;
   } catch (err) {
-    if (err instanceof TokenRejected) throw new Unauthenticated(`${err.code}: ${err.message}`, { cause: err });
-    throw err;
+    throw rejected(err);
   }
+}
+
+function rejected(err: unknown): unknown {
+  return err instanceof TokenRejected ? new Unauthenticated(`${err.code}: ${err.message}`, { cause: err }) : err;
 }

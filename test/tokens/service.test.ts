@@ -163,6 +163,20 @@ describe("token service", () => {
     assert.match((await refusal(service.verify(before.token, "orders-db"))).message, /^TOKEN_UNKNOWN_KEY: /);
   });
 
+  test("a replica sharing the key directory takes a token signed by a key added since it last looked, at once", async () => {
+    const clock = fakeClock();
+    const keysDir = `${freshDir()}/shared-keys`;
+    const config = parseTokenConfig({ dataDir: freshDir(), keysDir }, "/");
+    const signer = await TokenService.open(config, clock);
+    const verifier = await TokenService.open(parseTokenConfig({ dataDir: freshDir(), keysDir }, "/"), clock);
+    // The clock stands still: the verifier's periodic refresh never falls due, so only the look for an
+    // unknown key can find the new one.
+    const rotated = await signer.rotate();
+    const { token } = await signer.issue(grant());
+    assert.equal(decodeProtectedHeader(token).kid, rotated.kid);
+    assert.equal((await verifier.verifyIssued(token)).subject, "alice");
+  });
+
   test("the ES256 option issues ES256 tokens", async () => {
     const service = await open(fakeClock(), { algorithm: "ES256" });
     const { token } = await service.issue(grant());
