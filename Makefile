@@ -29,7 +29,7 @@ DEPS := node_modules/.package-lock.json
 help:
 	@echo "make run     install what is missing, build the policy bundle, start jitgate on 127.0.0.1:7443"
 	@echo "make test    everything CI runs: policy checks and tests, type checks, lint, unit and end-to-end tests"
-	@echo "make test-long  the long fault runs, not part of make test: a 15 s write lock, a 10 s run-away rule, 20 SIGKILLs under load"
+	@echo "make test-long  the long fault runs, not part of make test: a 15 s write lock, a 10 s run-away rule, 20 SIGKILLs under load, kill -9 cycles across 3 replicas and 1,000 revocations checked on another replica"
 	@echo "make dev     like run, and rebuild the bundle whenever a file under policies/ changes"
 	@echo "make bundle  compile policies/ to $(BUNDLE)"
 	@echo "make demo    the whole story on loopback: request, approvals, token, calls, revocation"
@@ -86,8 +86,10 @@ test: check $(BUNDLE)
 	@scripts/ensure-postgres.sh >/dev/null
 	timeout 1500 node --test --test-concurrency=1 --test-timeout=120000 --test-reporter=spec --test-reporter-destination=stdout "test/**/*.test.ts"
 
-# The long fault runs (a 15 s lock, a 10 s run-away rule, 20 SIGKILLs under load); not part of make test.
+# The long fault runs (a 15 s lock, a 10 s run-away rule, 20 SIGKILLs under load, replicas killed and 1,000
+# revocations across replicas on PostgreSQL); not part of make test.
 test-long: $(BUNDLE) $(DEPS)
+	@scripts/ensure-postgres.sh >/dev/null
 	timeout 1200 node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec --test-reporter-destination=stdout "test/long/*.long.ts"
 
 run: $(BUNDLE) $(DEPS)
