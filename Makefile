@@ -112,6 +112,7 @@ bench: $(BUNDLE) $(DEPS)
 	node bench/in-process-check.ts
 	node bench/half-rate.ts
 	node bench/rss-millions.ts
+	scripts/ensure-postgres.sh >/dev/null && node bench/replicas.ts
 
 enforce-package: $(DEPS)
 	node scripts/pack-enforce.ts

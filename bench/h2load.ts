@@ -95,7 +95,8 @@ function run(args: string[], timeoutMs: number): Promise<string> {
     child.stderr.on("data", (d: Buffer) => (out += d.toString()));
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.once("error", reject);
-    child.once("exit", (code, signal) => {
+    // "close", not "exit": the summary may still be in the pipes when the process has exited.
+    child.once("close", (code, signal) => {
       clearTimeout(timer);
       if (code === 0) resolve(out);
       else reject(new Error(`h2load ${args.join(" ")} exited (${code ?? signal}):\n${out}`));

@@ -16,7 +16,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/jitgate-replicas-XXXXXX")
 pids=()
 
 as_pg() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # runuser lives in /usr/sbin, which a plain user's PATH may leave out.
+  if [ "$(id -u)" -eq 0 ]; then "$(command -v runuser || echo /usr/sbin/runuser)" -u postgres -- "$@"; else "$@"; fi
 }
 
 cleanup() {

@@ -2,8 +2,8 @@
 // port, one per test process, stopped when the process exits. Run as the `postgres` user when the tests run as
 // root (PostgreSQL refuses root). The binaries come from scripts/ensure-postgres.sh (make test runs it first);
 // a test never skips for want of them: it fails saying how to install them.
-import { execFileSync, spawnSync } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -36,6 +36,19 @@ export function postgresBin(): string {
   return binDir;
 }
 
+/** The `postgres` user Debian's package creates, from /etc/passwd. */
+function postgresUser(): { uid: number; gid: number } {
+  const line = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("postgres:"));
+  const [, , uid, gid] = line?.split(":") ?? [];
+  if (uid === undefined || gid === undefined)
+    throw new Error(
+      "PostgreSQL refuses to run as root and there is no postgres user: install Debian's postgresql package (scripts/ensure-postgres.sh)",
+    );
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -53,14 +66,14 @@ export async function startPostgres(): Promise<PostgresServer> {
   const data = join(dir, "data");
   const asRoot = process.getuid?.() === 0;
   if (asRoot) {
-    const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim());
-    const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
+    const { uid, gid } = postgresUser();
     chownSync(dir, uid, gid);
   }
+  // As root, the programs run as the postgres user (spawned with its uid and gid: no runuser or su needed).
+  const owner = asRoot ? postgresUser() : {};
   const run = (cmd: string, args: string[]) => {
-    const [file, argv] = asRoot ? ["runuser", ["-u", "postgres", "--", join(bin, cmd), ...args]] : [join(bin, cmd), args];
-    const out = spawnSync(file, argv, { encoding: "utf8" });
-    if (out.status !== 0) throw new Error(`${cmd} failed (${out.status}): ${out.stderr || out.stdout}`);
+    const out = spawnSync(join(bin, cmd), args, { encoding: "utf8", cwd: dir, ...owner });
+    if (out.status !== 0) throw new Error(`${cmd} failed (${out.error?.message ?? `exit ${out.status}`}): ${out.stderr || out.stdout}`);
   };
   run("initdb", ["-D", data, "-U", USER, "--auth=trust", "-E", "UTF8", "--no-locale", "-N"]);
   let port = 0;
