@@ -58,6 +58,8 @@ interface Generation {
   readonly loaded: Promise<void>;
   /** Why its workers were stopped while loading, if they were. */
   failure: string | undefined;
+  /** Whether that was a verification input running past the budget. */
+  timedOut: boolean;
 }
 
 const WORKER_FILE = new URL("./pool-worker.ts", import.meta.url);
@@ -65,6 +67,8 @@ const QUARANTINE_MS = 10_000;
 /** Timeouts of one question within QUARANTINE_MS before it is refused unevaluated: one can be machine noise. */
 const QUARANTINE_STRIKES = 2;
 const QUARANTINE_MAX = 1_000;
+/** Attempts at verifying a bundle whose verification inputs run past the budget before it is refused. */
+const VERIFY_ATTEMPTS = 2;
 
 /** A question exactly: its entrypoint and its whole input but `now`. */
 function exactKey(entrypoint: string, input: unknown): string {
@@ -110,7 +114,20 @@ export class PolicyPool implements BundleHolder {
    * and every later evaluation uses it. Resolves with the revision replaced; rejects with a BundleError when
    * the bundle cannot serve, the previous one serving on. A newer activation supersedes one still loading.
    */
-  async activate(bundle: PolicyBundle, beforeSwitch?: () => void | Promise<void>): Promise<string | undefined> {
+  activate(bundle: PolicyBundle, beforeSwitch?: () => void | Promise<void>): Promise<string | undefined> {
+    return this.#activate(bundle, beforeSwitch, 1);
+  }
+
+  /**
+   * One attempt at activating. A verification input past the budget gets one more attempt on fresh workers
+   * before the bundle is refused: a quick rule descheduled past the budget on a loaded machine is noise, while a
+   * really slow one runs past it both times.
+   */
+  async #activate(
+    bundle: PolicyBundle,
+    beforeSwitch: (() => void | Promise<void>) | undefined,
+    attempt: number,
+  ): Promise<string | undefined> {
     if (this.#closed) throw new Unavailable("the policy pool is closed");
     const generation = this.#spawnGeneration(bundle, new Date());
     const superseded = this.#loading;
@@ -122,8 +139,11 @@ export class PolicyPool implements BundleHolder {
       await beforeSwitch?.();
       if (this.#loading !== generation) throw new BundleError(bundle.file, "superseded by a newer bundle before it could serve");
     } catch (err) {
-      if (this.#loading === generation) this.#loading = undefined;
+      const current = this.#loading === generation;
+      if (current) this.#loading = undefined;
       this.#retire(generation);
+      if (generation.timedOut && current && attempt < VERIFY_ATTEMPTS && !this.#closed)
+        return this.#activate(bundle, beforeSwitch, attempt + 1);
       const reason = generation.failure ?? (err as Error).message;
       this.#opts.onLoadFailed?.({ revision: bundle.revision, reason });
       this.#flush();
@@ -210,7 +230,7 @@ export class PolicyPool implements BundleHolder {
       throw (err.errors[0] as Error | undefined) ?? new BundleError(bundle.file, "no policy worker could load it");
     });
     loaded.catch(() => {});
-    return { bundle, activatedAt, slots, loaded, failure: undefined };
+    return { bundle, activatedAt, slots, loaded, failure: undefined, timedOut: false };
   }
 
   #spawn(bundle: PolicyBundle): { slot: Slot; loaded: Promise<void> } {
@@ -491,7 +511,8 @@ export class PolicyPool implements BundleHolder {
   }
 
   #failLoading(generation: Generation, timeoutMs: number): void {
-    generation.failure = `a verification input ran past the policy time budget (${timeoutMs} ms): the bundle is too slow to serve`;
+    generation.failure = `a verification input ran past the policy time budget (${timeoutMs} ms) on ${VERIFY_ATTEMPTS} attempts: the bundle is too slow to serve`;
+    generation.timedOut = true;
     for (const slot of generation.slots) {
       slot.dead = true;
       void slot.worker.terminate();

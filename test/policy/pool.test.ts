@@ -203,18 +203,22 @@ describe("policy pool", () => {
     },
   );
 
-  test("a bundle slow on its verification inputs is refused and the previous one keeps serving", async () => {
+  test("a bundle slow on its verification inputs is tried once more on fresh workers, then refused; the previous one keeps serving", async () => {
     const failures: string[] = [];
     const pool = new PolicyPool({ workers: 2, timeoutMs: 200, onLoadFailed: (e) => failures.push(e.reason) });
     try {
       await pool.activate(real);
+      const started = performance.now();
       const activation = pool.activate(slowVerification);
+      activation.catch(() => {});
       // Meanwhile, and after, the previous bundle answers.
       const during = await pool.checkDecision(CHECK);
       assert.equal(during.revision, real.revision);
-      await assert.rejects(activation, /ran past the policy time budget \(200 ms\)/);
-      assert.equal(failures.length, 1);
-      assert.match(failures[0] as string, /ran past the policy time budget \(200 ms\)/);
+      await assert.rejects(activation, /ran past the policy time budget \(200 ms\) on 2 attempts/);
+      // Two attempts, each stopped at the budget: it cannot have been refused sooner (one timeout may be noise).
+      assert.ok(performance.now() - started >= 2 * 200, "refused after a single attempt");
+      assert.equal(failures.length, 1, "one refusal reported, for the last attempt");
+      assert.match(failures[0] as string, /ran past the policy time budget \(200 ms\) on 2 attempts/);
       const afterwards = await pool.checkDecision(CHECK);
       assert.equal(afterwards.revision, real.revision);
       assert.equal(afterwards.result.allow, true);
