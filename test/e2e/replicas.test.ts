@@ -179,6 +179,41 @@ describe("replicas on one PostgreSQL", () => {
     );
   });
 
+  test("two approvers racing on A and B over a request that needs one approval: one decision, one grant", async () => {
+    for (let round = 0; round < 5; round++) {
+      const requester = await a.as(`exporter-${round}`, ["engineering"]);
+      const pending = await requester.call("RequestAccess", {
+        resource: "s3/analytics-exports",
+        actions: ["write"],
+        duration: { seconds: 600 },
+        justification: "fixing a broken nightly export",
+        ticket: "INC-9",
+      });
+      assert.equal(pending.state, "PENDING", pending.state_reason);
+      const [onA, onB] = await Promise.allSettled([
+        (await a.as("dp-one", ["data-platform"])).call("ReviewAccessRequest", { id: pending.id, decision: "REVIEW_DECISION_APPROVE" }),
+        (await b.as("dp-two", ["data-platform"])).call("ReviewAccessRequest", { id: pending.id, decision: "REVIEW_DECISION_APPROVE" }),
+      ]);
+      const approved = [onA, onB].filter((r) => r.status === "fulfilled" && r.value.state === "APPROVED");
+      assert.ok(approved.length >= 1, "the request was approved");
+      // The loser is refused: the request is no longer pending, or (need-to-know) it left the loser's review
+      // queue before the loser read it, so it is no longer one the loser may read.
+      for (const r of [onA, onB]) {
+        if (r.status !== "rejected") continue;
+        const err = r.reason as grpc.ServiceError;
+        if (err.code === grpc.status.FAILED_PRECONDITION) assert.match(err.details, /is APPROVED, not PENDING/);
+        else assert.deepEqual([err.code, /is not one you may read/.test(err.details)], [grpc.status.PERMISSION_DENIED, true]);
+      }
+      const grants = await (
+        await a.as("auditor", ["jitgate-auditors"])
+      ).call("ListGrants", { subject: `exporter-${round}`, include_inactive: true });
+      assert.equal(grants.grants.length, 1, "exactly one grant");
+      const request = await (await b.as("auditor", ["jitgate-auditors"])).call("GetAccessRequest", { id: pending.id });
+      assert.equal(request.state, "APPROVED");
+      assert.equal(request.reviews.length, 1, "one review counted: the other was refused, not recorded twice");
+    }
+  });
+
   test("a replica cut off from PostgreSQL refuses grant-based allows (UNAVAILABLE) past the bound, then recovers", async () => {
     const carol = await a.as("carol", ["engineering"]);
     const checkerB = await b.as("orders-service", ["jitgate-checkers"]);
