@@ -13,8 +13,11 @@ import { execFileSync } from "node:child_process";
 import { availableParallelism, cpus } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import * as grpc from "@grpc/grpc-js";
+import { JitgateClient } from "../src/enforce/jitgate-client.ts";
+import { RevocationFeed } from "../src/enforce/revocations.ts";
 import { accessServiceDefinition, loadAccessPackage } from "../src/server/proto.ts";
-import type { Caller, RequestAccessRequest } from "../test/support/api.ts";
+import { bearerMetadata, type Caller, type RequestAccessRequest, tokenFor } from "../test/support/api.ts";
 import { postgresBin } from "../test/support/postgres.ts";
 import { h2loadVersion, writeGrpcBody } from "./h2load.ts";
 import { type Answer, answerOf, type Fleet, h2loadRun, readGrant, type Replica, startFleet, untilAllowed } from "./replica-fleet.ts";
@@ -94,6 +97,17 @@ async function revocations(a: Replica, b: Replica, rounds: number) {
   /** B's ms from the moment RevokeGrant was sent (the commit lies between sending and the return). */
   const bSinceSent: number[] = [];
   let allowedOnABefore = 0;
+  // An enforcer attached to B (the enforcement library's own revocation feed over B's WatchRevocations): when
+  // each revocation reached it.
+  const heardAt = new Map<string, number>();
+  const enforcerToken = await tokenFor(b.dataDir, "enforcer-on-b", ["jitgate-checkers"]);
+  const enforcerClient = new JitgateClient({ address: b.address, credentials: grpc.credentials.createInsecure() }, () =>
+    bearerMetadata(enforcerToken),
+  );
+  const enforcer = new RevocationFeed(enforcerClient, { now: Date.now, onRevoked: (grantId) => heardAt.set(grantId, performance.now()) });
+  await enforcer.start();
+  const byEnforcer: number[] = [];
+  let enforcerMissed = 0;
   for (let i = 0; i < rounds; i++) {
     const subject = `revokee-${i}`;
     const grantId = await readGrant(await a.as(subject, ["engineering"]));
@@ -106,6 +120,11 @@ async function revocations(a: Replica, b: Replica, rounds: number) {
     onB.push(b1);
     onA.push(a1);
     bSinceSent.push(b1.ms + revokedAt - sentAt);
+    const until = performance.now() + FEED_BOUND_MS;
+    while (!heardAt.has(grantId) && performance.now() < until) await sleep(1);
+    const heard = heardAt.get(grantId);
+    if (heard === undefined || !enforcer.isRevoked(grantId)) enforcerMissed++;
+    else byEnforcer.push(Math.max(0, heard - revokedAt));
     if ((i + 1) % Math.max(1, Math.floor(rounds / 4)) === 0) console.log(`  revocations: ${i + 1}/${rounds}`);
   }
   const side = (rs: readonly AfterRevoke[]) => ({
@@ -119,10 +138,14 @@ async function revocations(a: Replica, b: Replica, rounds: number) {
   });
   // A's guarantee: its first answer after its own revoke is a deny; anything else (an allow, a refusal, an error) breaks it.
   const aBroken = onA.filter((r) => r.ended !== "deny" || r.allows > 0).length;
+  enforcer.close();
+  enforcerClient.close();
   return {
     rounds,
     feedBoundMs: FEED_BOUND_MS,
     visibleOnB: spread(visible),
+    /** ms from A's RevokeGrant return to the revocation reaching an enforcer attached to B (0 when it came first). */
+    enforcerOnB: { ms: spread(byEnforcer), missedWithinBound: enforcerMissed },
     allowedOnABefore,
     onB: { ...side(onB), sinceSentMs: spread(bSinceSent) },
     onA: { ...side(onA), broken: aBroken },
@@ -342,6 +365,10 @@ try {
       `| ${name} | ${ms(s.ms.p50)} | ${ms(s.ms.p90)} | ${ms(s.ms.p99)} | ${ms(s.ms.max)} | ${s.allowsAfterRevoke.p50} / ${s.allowsAfterRevoke.max} | ${JSON.stringify(s.ended)} | ${s.overBound} |`,
     );
   }
+  const e = revocation.enforcerOnB;
+  console.log(
+    `an enforcer attached to B (WatchRevocations) heard each revocation after: p50 ${ms(e.ms.p50)} p90 ${ms(e.ms.p90)} p99 ${ms(e.ms.p99)} max ${ms(e.ms.max)} ms; missed within the bound: ${e.missedWithinBound}`,
+  );
   const v = revocation.visibleOnB;
   console.log(
     `grant made on A first allowed on B after: p50 ${ms(v.p50)} p90 ${ms(v.p90)} p99 ${ms(v.p99)} max ${ms(v.max)} ms; A allowed before its revoke in ${revocation.allowedOnABefore}/${REVOCATIONS} rounds`,
