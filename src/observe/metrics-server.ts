@@ -117,7 +117,8 @@ async function answer(opts: MetricsServerOptions, req: IncomingMessage, res: Ser
  * The /healthz body (times in RFC 3339, UTC):
  * `{"decisions": {"serving", "reason"?}, "writes": {"possible", "reason"?, "since"?},
  *   "policy": {"ready", "revision"?},
- *   "decision_log": {"keeping_up", "queue_depth", "queue_capacity", "dropped", "writes": {"possible", "reason"?, "since"?}}}`
+ *   "decision_log": {"keeping_up", "queue_depth", "queue_capacity", "dropped", "writes": {"possible", "reason"?, "since"?}},
+ *   "grant_feed"?: {"fresh", "stale_for_ms", "bound_ms"}}` (grant_feed on a shared store only)
  */
 export function healthBody(report: HealthReport): string {
   const log = report.decisionLog;
@@ -132,6 +133,11 @@ export function healthBody(report: HealthReport): string {
       dropped: log.dropped,
       writes: writesBody(log.writes),
     },
+    ...(report.grantFeed === undefined
+      ? {}
+      : {
+          grant_feed: { fresh: report.grantFeed.fresh, stale_for_ms: report.grantFeed.staleForMs, bound_ms: report.grantFeed.boundMs },
+        }),
   });
 }
 

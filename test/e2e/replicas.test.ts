@@ -228,6 +228,12 @@ describe("replicas on one PostgreSQL", () => {
       // Health says so at its next look.
       await within(6_000, async () => b.jitgate.health().grantFeed?.fresh === false);
       assert.match(b.jitgate.health().decisions.reason ?? "", /grant feed/);
+      const healthz = await fetch(`${b.jitgate.metricsUrl?.replace(/\/metrics$/, "")}/healthz`);
+      assert.equal(healthz.status, 503);
+      const body = (await healthz.json()) as { grant_feed: { fresh: boolean; stale_for_ms: number; bound_ms: number } };
+      assert.equal(body.grant_feed.fresh, false);
+      assert.equal(body.grant_feed.bound_ms, FEED_BOUND_MS);
+      assert.ok(body.grant_feed.stale_for_ms > FEED_BOUND_MS);
       assert.equal(await healthStatus(b.jitgate.address, "jit.v1.AccessService"), "NOT_SERVING");
       // A denial needs no grant: B still answers it (fail closed is a deny, not an outage).
       assert.equal((await checkOf(checkerB, "nobody")).allow, false);
