@@ -16,6 +16,7 @@ import * as pgChain from "../store/postgres/audit-chain.ts";
 import { withPgAuditSnapshot } from "../store/postgres/audit-snapshot.ts";
 import { storeLocation } from "../store/postgres/errors.ts";
 import type { SnapshotQuery } from "../store/postgres/transactions.ts";
+import { SCHEMA_VERSION } from "../store/migrations.ts";
 import { withReadOnlyDatabase } from "../store/read-only.ts";
 import { STORE_FILE } from "../store/sqlite.ts";
 import { keyDirectory, parseTokenConfig, readPublicKeys, TokenService } from "../tokens/index.ts";
@@ -81,7 +82,7 @@ export async function readAuditStore<T>(
   sqlite: (db: Database.Database) => T,
   postgres: (query: SnapshotQuery) => Promise<T>,
 ): Promise<T> {
-  if (store.kind === "sqlite") return withReadOnlyDatabase(store.file, need.sqliteVersion, need.what, sqlite);
+  if (store.kind === "sqlite") return withReadOnlyDatabase(store.file, { min: need.sqliteVersion, max: SCHEMA_VERSION }, need.what, sqlite);
   return withPgAuditSnapshot(store.url, { what: need.what }, postgres);
 }
 

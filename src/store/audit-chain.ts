@@ -94,7 +94,9 @@ export type AuditChainReport =
  */
 export function verifyAuditChain(source: Database.Database | string): AuditChainReport {
   if (typeof source !== "string") return walk(source);
-  return withReadOnlyDatabase(source, AUDIT_CHAIN_VERSION, "the audit chain", walk);
+  // Any newer schema is walked too: the chain's columns are the same in every version since AUDIT_CHAIN_VERSION
+  // (the CLI, which reads more than the chain, also refuses a schema newer than it knows).
+  return withReadOnlyDatabase(source, { min: AUDIT_CHAIN_VERSION, max: Number.MAX_SAFE_INTEGER }, "the audit chain", walk);
 }
 
 function walk(db: Database.Database): AuditChainReport {

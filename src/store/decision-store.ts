@@ -81,7 +81,8 @@ export function openDecisionStore(path: string, opts: DecisionStoreOptions = {})
 
 /** Runs `fn` on the decision log at `file` opened read-only (works on a copy in a read-only folder). */
 export function withDecisionsReadOnly<T>(file: string, fn: (reads: DecisionReads) => T): T {
-  return withReadOnlyDatabase(file, DECISION_MIGRATIONS.length, "the decision log", (db) => {
+  const known = DECISION_MIGRATIONS.length;
+  return withReadOnlyDatabase(file, { min: known, max: known }, "the decision log", (db) => {
     let queries: DecisionQueries;
     try {
       queries = new DecisionQueries(db);

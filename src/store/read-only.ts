@@ -7,9 +7,15 @@ import { isSqliteError, unavailableReason } from "./sqlite-errors.ts";
 
 /**
  * Runs `fn` on the database at `file` opened read-only, after checking its schema is at least `minVersion`
- * (`what` names the feature that needs it, for the message). Closes the database afterwards.
+ * (`what` names the feature that needs it, for the message) and at most `maxVersion` (what this jitgate knows: a
+ * newer jitgate's schema may mean something else). Closes the database afterwards.
  */
-export function withReadOnlyDatabase<T>(file: string, minVersion: number, what: string, fn: (db: Database.Database) => T): T {
+export function withReadOnlyDatabase<T>(
+  file: string,
+  versions: { readonly min: number; readonly max: number },
+  what: string,
+  fn: (db: Database.Database) => T,
+): T {
   let db: Database.Database | undefined;
   try {
     db = new Database(file, { readonly: true, fileMustExist: true });
@@ -23,9 +29,13 @@ export function withReadOnlyDatabase<T>(file: string, minVersion: number, what: 
   }
   try {
     const version = db.pragma("user_version", { simple: true }) as number;
-    if (version < minVersion)
+    if (version < versions.min)
       throw new FailedPrecondition(
         `audit: database ${file} has schema version ${version}, before ${what}; open it with jitgate once to migrate`,
+      );
+    if (version > versions.max)
+      throw new FailedPrecondition(
+        `audit: database ${file} has schema version ${version}, newer than this jitgate knows (${versions.max}); upgrade jitgate`,
       );
     return fn(db);
   } finally {

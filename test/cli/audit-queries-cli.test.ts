@@ -2,10 +2,12 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { after, before, describe, test } from "node:test";
 import { audit } from "../../src/access/audit.ts";
 import { auditRowHash, GENESIS_HASH } from "../../src/store/audit-chain.ts";
 import type { ExportedAuditRecord, WhoHadRow } from "../../src/store/audit-queries.ts";
+import { SCHEMA_VERSION } from "../../src/store/migrations.ts";
 import { openSqliteStore } from "../../src/store/sqlite.ts";
 import { aGrant, aRequest, aReview, MINUTE, T0 } from "../store/fixtures.ts";
 import { ROOT, removeDir, tempDir } from "../support/bundles.ts";
@@ -206,6 +208,27 @@ describe("jitgate audit who-had | history | export", () => {
     const limit = jitgate(["audit", "history", "--db", file, "--subject", "alice", "--limit", "0"]);
     assert.equal(limit.status, 2);
     assert.match(limit.stderr, /--limit: "0" is not a whole number above 0/);
+  });
+
+  test("a store written by a newer jitgate is refused, not misread, by every offline reader (exit 6)", () => {
+    const newer = join(dir, "newer.db");
+    copyFileSync(file, newer);
+    const db = new Database(newer);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    for (const args of [
+      ["verify"],
+      ["who-had", "--resource", "orders-db", "--at", iso(T0)],
+      ["export"],
+      ["history", "--subject", "alice"],
+    ]) {
+      const run = jitgate(["audit", ...args, "--db", newer]);
+      assert.equal(run.status, 6, `audit ${args[0]}: ${run.stderr}`);
+      assert.match(
+        run.stderr,
+        new RegExp(`has schema version ${SCHEMA_VERSION + 1}, newer than this jitgate knows \\(${SCHEMA_VERSION}\\); upgrade jitgate`),
+      );
+    }
   });
 
   test("a missing database file is one line naming it, exit 2", () => {
