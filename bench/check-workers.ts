@@ -3,7 +3,7 @@
 import { once } from "node:events";
 import { loadavg } from "node:os";
 import * as grpc from "@grpc/grpc-js";
-import { accessServiceDefinition, loadAccessPackage } from "../src/server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../src/proto/loader.ts";
 import { api, orderReadGrant, tokenFor } from "../test/support/api.ts";
 import { removeDir, tempDir } from "../test/support/bundles.ts";
 import { spawnDevServe } from "../test/support/jitgate.ts";

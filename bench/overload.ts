@@ -10,7 +10,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
-import { accessServiceDefinition, loadAccessPackage } from "../src/server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../src/proto/loader.ts";
 import { STORE_FILE } from "../src/store/sqlite.ts";
 import { tokenFor } from "../test/support/api.ts";
 import { buildVariant, REAL_BUNDLE, removeDir, tempDir } from "../test/support/bundles.ts";

@@ -16,7 +16,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
 import { JitgateClient } from "../src/enforce/jitgate-client.ts";
 import { RevocationFeed } from "../src/enforce/revocations.ts";
-import { accessServiceDefinition, loadAccessPackage } from "../src/server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../src/proto/loader.ts";
 import { bearerMetadata, type Caller, type RequestAccessRequest, tokenFor } from "../test/support/api.ts";
 import { postgresBin } from "../test/support/postgres.ts";
 import { h2loadVersion, writeGrpcBody } from "./h2load.ts";

@@ -8,7 +8,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { accessServiceDefinition, loadAccessPackage } from "../src/server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../src/proto/loader.ts";
 import { removeDir } from "../test/support/bundles.ts";
 import { h2loadVersion, runH2load, writeGrpcBody } from "./h2load.ts";
 import { aliceGrant, CHECK, exitOnSignals, startJitgate, stopJitgate, verifyCheck } from "./servers.ts";

@@ -7,7 +7,7 @@ import { mkdtemp, readFile } from "node:fs/promises";
 import { connect } from "node:http2";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { accessServiceDefinition, loadAccessPackage } from "../src/server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../src/proto/loader.ts";
 import { DECISIONS_FILE } from "../src/store/decision-store.ts";
 import { type Api, api, type Caller, tokenFor, type UnaryMethods } from "../test/support/api.ts";
 import { REAL_BUNDLE, removeDir, ROOT } from "../test/support/bundles.ts";

@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { checkInput } from "../src/access/policy-input.ts";
-import { accessServiceDefinition, loadAccessPackage } from "../src/server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../src/proto/loader.ts";
 import { removeDir } from "../test/support/bundles.ts";
 import { h2loadVersion, runH2load, writeGrpcBody } from "./h2load.ts";
 import {

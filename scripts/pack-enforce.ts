@@ -16,7 +16,7 @@ const root = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
 
 rmSync(OUT, { recursive: true, force: true });
 execFileSync(join(ROOT, "node_modules", ".bin", "tsc"), ["-p", join(ROOT, "tsconfig.enforce.json")], { stdio: "inherit" });
-// proto.js finds the protos two levels up from src/server, as in this repository.
+// loader.js finds the protos two levels up from src/proto, as in this repository.
 cpSync(join(ROOT, "proto"), join(OUT, "proto"), { recursive: true });
 const pin = (name: string) => {
   const version = root.dependencies[name];

@@ -25,10 +25,10 @@ import { type HealthReport, type RunningMetricsServer, startMetricsServer } from
 import { PolicyPool } from "./policy/pool.ts";
 import { PolicySourceWatcher } from "./policy/source-watcher.ts";
 import { BundleWatcher } from "./policy/watcher.ts";
-import { accessServiceHandlers } from "./server/access-service.ts";
-import { Admission } from "./server/admission.ts";
-import { accessServiceDefinition, loadAccessPackage } from "./server/proto.ts";
-import { startServer } from "./server/server.ts";
+import { accessServiceHandlers } from "./server/grpc/access-service.ts";
+import { Admission } from "./server/grpc/admission.ts";
+import { accessServiceDefinition, loadAccessPackage } from "./proto/loader.ts";
+import { startServer } from "./server/grpc/server.ts";
 import { openStoreForServer } from "./store/server-store.ts";
 import { WriteTracker } from "./store/sqlite-errors.ts";
 import { TokenService } from "./tokens/index.ts";

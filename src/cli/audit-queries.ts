@@ -18,7 +18,7 @@ import {
 } from "../store/audit-queries.ts";
 import * as pg from "../store/postgres/audit-queries.ts";
 import { STORE_FILE } from "../store/sqlite.ts";
-import { auditStore, readAuditStore, STORE_HELP, type DatabaseFlags } from "./audit-commands.ts";
+import { auditStore, readAuditStore, STORE_HELP, type DatabaseFlags } from "./audit-store.ts";
 import { EXIT } from "./exit.ts";
 import { id, printableJson, table } from "./format.ts";
 import { parseTime, TIME_FORMS } from "./time.ts";

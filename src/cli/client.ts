@@ -6,7 +6,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { InvalidArgument, Unauthenticated } from "../errors.ts";
-import { accessServiceDefinition, loadAccessPackage } from "../server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../proto/loader.ts";
 import { type Idempotence, tlsFailure, withRetry } from "./retry.ts";
 
 export interface ConnectionFlags {

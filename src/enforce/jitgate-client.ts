@@ -1,7 +1,7 @@
 // The three jitgate calls the enforcer makes (GetJwks, WatchRevocations, Check), typed and narrowed at the
 // edge: everything else in src/enforce sees plain values, never proto-loader's wire objects.
 import * as grpc from "@grpc/grpc-js";
-import { accessServiceDefinition, loadAccessPackage } from "../server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../proto/loader.ts";
 
 /** Where jitgate listens and how to reach it. */
 export interface JitgateEndpoint {

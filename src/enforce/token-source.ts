@@ -3,7 +3,7 @@
 // a time, however many calls are waiting), so a long-running client never sends an expired token and never
 // asks jitgate for one per call.
 import * as grpc from "@grpc/grpc-js";
-import { accessServiceDefinition, loadAccessPackage } from "../server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../proto/loader.ts";
 
 /** Where jitgate listens and how to reach it (TLS in production; insecure credentials on loopback only). */
 export interface TokenSourceEndpoint {

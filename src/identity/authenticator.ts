@@ -26,7 +26,7 @@ export interface CallContext {
   /**
    * `call.getAuthContext()`: grpc-js fills `sslPeerCertificate` only when TLS verified the certificate against
    * the configured CA (`socket.authorized`); calls on a connection whose certificate failed are refused by the
-   * mTLS listener (src/server/server.ts) before they get here, with the reason.
+   * mTLS listener (src/server/grpc/server.ts) before they get here, with the reason.
    */
   readonly authContext: AuthContext | undefined;
 }

@@ -38,7 +38,7 @@ export interface ServerTls {
 }
 
 /**
- * mTLS for a grpc-js server, as jitgate's own TLS listener serves it (`startServer` in src/server/server.ts),
+ * mTLS for a grpc-js server, as jitgate's own TLS listener serves it (`startServer` in src/server/grpc/server.ts),
  * so that a refused client certificate becomes an UNAUTHENTICATED call naming why, not a failed handshake.
  * grpc-js's `bindAsync` would accept no connection with these (no secure context): it fails closed.
  */

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import Database from "better-sqlite3";
-import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../../src/proto/loader.ts";
 import { STORE_FILE } from "../../src/store/sqlite.ts";
 import type { AccessRequest, CheckResponse, Grant } from "../support/api.ts";
 import { tokenFor } from "../support/api.ts";

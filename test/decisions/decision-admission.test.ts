@@ -13,7 +13,7 @@ import type { Caller, DecisionRecord } from "../../src/access/model.ts";
 import type { PolicyDecider, TokenPort } from "../../src/access/ports.ts";
 import { DecisionLog, type DecisionWriter } from "../../src/decisions/decision-log.ts";
 import { ResourceExhausted, Unauthenticated, Unavailable } from "../../src/errors.ts";
-import { toStatus } from "../../src/server/status.ts";
+import { toStatus } from "../../src/server/grpc/status.ts";
 import { openSqliteStore } from "../../src/store/sqlite.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
 import { aDecisionRecord, T0 } from "./fixtures.ts";

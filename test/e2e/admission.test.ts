@@ -7,7 +7,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
 import type { Jitgate } from "../../src/app.ts";
 import type { ServeFlags } from "../../src/config.ts";
-import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../../src/proto/loader.ts";
 import { type Api, api, bearerMetadata, failsWith, status, tokenFor } from "../support/api.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
 import { healthStatus, startTestJitgate } from "../support/jitgate.ts";

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { connect } from "node:http2";
 import { after, before, describe, test } from "node:test";
 import { issueDevToken } from "../../src/identity/dev-issuer.ts";
-import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../../src/proto/loader.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
 import { type Caller, type E2eServer, failsWith, type RequestAccessRequest, startE2eServer, status, tokenFor } from "../support/api.ts";
 

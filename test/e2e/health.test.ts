@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import type { Jitgate } from "../../src/app.ts";
 import type { ServeFlags } from "../../src/config.ts";
-import { DECISION_HEALTH_SERVICES, WRITES_HEALTH_SERVICE } from "../../src/server/server.ts";
+import { DECISION_HEALTH_SERVICES, WRITES_HEALTH_SERVICE } from "../../src/server/grpc/server.ts";
 import { api, type Caller, type CallFailure, failsWith, failureOf, orderReadGrant, status, tokenFor } from "../support/api.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
 import { healthStatus, startTestJitgate } from "../support/jitgate.ts";

@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../../src/proto/loader.ts";
 import {
   type AccessRequest,
   type Caller,

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { verifyAccessToken } from "../../src/enforce/verify.ts";
-import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../../src/proto/loader.ts";
 import {
   type Caller,
   type E2eServer,

@@ -12,7 +12,7 @@ import { type Authenticator, createAuthenticator } from "../../src/identity/auth
 import { parseIdentityConfig } from "../../src/identity/config.ts";
 import { issueDevToken } from "../../src/identity/dev-issuer.ts";
 import { clientCertificateRefusal, identityFromCertificate, serverCredentials, subjectAltNames } from "../../src/identity/mtls.ts";
-import { type RunningServer, startServer } from "../../src/server/server.ts";
+import { type RunningServer, startServer } from "../../src/server/grpc/server.ts";
 import { makeTestCertificates, SPIFFE_ID } from "../support/certificates.ts";
 
 let dir: string;

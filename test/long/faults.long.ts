@@ -11,8 +11,8 @@ import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import Database from "better-sqlite3";
 import type { Jitgate } from "../../src/app.ts";
-import { DECISION_HEALTH_SERVICES, WRITES_HEALTH_SERVICE } from "../../src/server/server.ts";
-import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
+import { DECISION_HEALTH_SERVICES, WRITES_HEALTH_SERVICE } from "../../src/server/grpc/server.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../../src/proto/loader.ts";
 import { DEFAULT_WRITE_BUDGET_MS, STORE_FILE } from "../../src/store/sqlite.ts";
 import {
   type AccessRequest,

@@ -5,8 +5,8 @@ import * as grpc from "@grpc/grpc-js";
 import type { Jitgate } from "../../src/app.ts";
 import type { ServeFlags } from "../../src/config.ts";
 import { issueDevToken } from "../../src/identity/dev-issuer.ts";
-import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
-import { errorDetailsOf, type WireErrorDetails } from "../../src/server/status.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../../src/proto/loader.ts";
+import { errorDetailsOf, type WireErrorDetails } from "../../src/server/grpc/status.ts";
 import { removeDir, tempDir } from "./bundles.ts";
 import { startTestJitgate } from "./jitgate.ts";
 

@@ -1,11 +1,11 @@
 // Validation at the edge: each jit.v1 request message becomes the domain's typed input, or an
 // InvalidArgument that names the field as the .proto names it and says what is expected.
-import type { CheckInput } from "../access/check.ts";
-import { REQUEST_STATES, type RequestState, type ReviewDecision } from "../access/model.ts";
-import type { Page } from "../access/ports.ts";
-import type { RequestAccessInput } from "../access/request.ts";
-import type { ReviewInput } from "../access/review.ts";
-import { InvalidArgument } from "../errors.ts";
+import type { CheckInput } from "../../access/check.ts";
+import { REQUEST_STATES, type RequestState, type ReviewDecision } from "../../access/model.ts";
+import type { Page } from "../../access/ports.ts";
+import type { RequestAccessInput } from "../../access/request.ts";
+import type { ReviewInput } from "../../access/review.ts";
+import { InvalidArgument } from "../../errors.ts";
 import { fromTimestamp, type Timestamp } from "./wire.ts";
 
 const MAX_ID = 256;

@@ -3,9 +3,9 @@
 // INTERNAL with a correlation id that the log line carries, and no internal detail reaches the caller.
 import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { type ErrorCode, InvalidArgument, JitgateError, PermissionDenied, type ReasonDetail } from "../errors.ts";
-import type { Logger } from "../log.ts";
-import { errorDetailTypes } from "./error-details.ts";
+import { type ErrorCode, InvalidArgument, JitgateError, PermissionDenied, type ReasonDetail } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import { errorDetailTypes } from "../../proto/error-details.ts";
 
 const CODE_OF: Readonly<Record<ErrorCode, grpc.status>> = {
   INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,

@@ -4,9 +4,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
-import { ResourceExhausted, type ResourceLimit } from "../../src/errors.ts";
-import { Admission } from "../../src/server/admission.ts";
-import { toStatus } from "../../src/server/status.ts";
+import { ResourceExhausted, type ResourceLimit } from "../../../src/errors.ts";
+import { Admission } from "../../../src/server/grpc/admission.ts";
+import { toStatus } from "../../../src/server/grpc/status.ts";
 
 const refusalOf = (fn: () => unknown): ResourceExhausted => {
   try {

@@ -5,9 +5,9 @@ import { once } from "node:events";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
-import { DEFAULT_SERVER_LIMITS, formatListen, type ServerLimits } from "../config.ts";
-import type { Unauthenticated } from "../errors.ts";
-import { type ClientCertificateCheck, clientCertificateRefusal, MutualTlsCredentials, type ServerTls } from "../identity/mtls.ts";
+import { DEFAULT_SERVER_LIMITS, formatListen, type ServerLimits } from "../../config.ts";
+import type { Unauthenticated } from "../../errors.ts";
+import { type ClientCertificateCheck, clientCertificateRefusal, MutualTlsCredentials, type ServerTls } from "../../identity/mtls.ts";
 
 /**
  * grpc-js's server options for `limits` (defaults and their reasons: DEFAULTS in src/config.ts). Not here because

@@ -1,7 +1,7 @@
 // protobufjs types for the rich error details jitgate sends (google.rpc.Status carrying jit.v1.ErrorDetails).
 import { join } from "node:path";
 import protobuf from "protobufjs";
-import { ACCESS_PROTO, PROTO_DIR } from "./proto.ts";
+import { ACCESS_PROTO, PROTO_DIR } from "./loader.ts";
 
 /** protobufjs types for encoding and decoding error details. */
 export function errorDetailTypes(): { status: protobuf.Type; details: protobuf.Type } {

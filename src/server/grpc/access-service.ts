@@ -1,12 +1,12 @@
 // jit.v1.AccessService over gRPC: authenticate the caller, validate the message, call the access domain,
 // map the answer (or the error, in status.ts) back. Handlers stay thin; the rules live in src/access.
 import * as grpc from "@grpc/grpc-js";
-import type { Access, WatchStream } from "../access/access.ts";
-import type { AccessRequest, Caller, GrantEvent } from "../access/model.ts";
-import type { Clock } from "../access/ports.ts";
-import type { Logger } from "../log.ts";
+import type { Access, WatchStream } from "../../access/access.ts";
+import type { AccessRequest, Caller, GrantEvent } from "../../access/model.ts";
+import type { Clock } from "../../access/ports.ts";
+import type { Logger } from "../../log.ts";
 import type { Admission } from "./admission.ts";
-import { DeadlineExceeded } from "../errors.ts";
+import { DeadlineExceeded } from "../../errors.ts";
 import { requestIdHeaders, requestIdOf } from "./request-id.ts";
 import { toStatus } from "./status.ts";
 import * as v from "./validate.ts";

@@ -2,9 +2,9 @@
 // grpc-js as explicit options (its own defaults are almost no limits at all).
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { InvalidArgument } from "../../src/errors.ts";
-import { loadServeConfig, type ServeFlags } from "../../src/config.ts";
-import { serverOptions } from "../../src/server/server.ts";
+import { InvalidArgument } from "../../../src/errors.ts";
+import { loadServeConfig, type ServeFlags } from "../../../src/config.ts";
+import { serverOptions } from "../../../src/server/grpc/server.ts";
 
 const configWith = (flags: ServeFlags, env: NodeJS.ProcessEnv = {}) => loadServeConfig({ dev: true, ...flags }, env, "/tmp");
 const refusal = (flags: ServeFlags, env: NodeJS.ProcessEnv = {}): InvalidArgument => {

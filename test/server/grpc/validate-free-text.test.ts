@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { InvalidArgument } from "../../src/errors.ts";
-import { checkInput, FREE_TEXT, optionalText, page, requestAccessInput, reviewInput } from "../../src/server/validate.ts";
+import { InvalidArgument } from "../../../src/errors.ts";
+import { checkInput, FREE_TEXT, optionalText, page, requestAccessInput, reviewInput } from "../../../src/server/grpc/validate.ts";
 
 type Wire = Record<string, unknown>;
 

@@ -1,7 +1,7 @@
 // Conversions between the domain's records and jit.v1 messages (as proto-loader presents them: snake_case
 // fields, enums by name, int64 as strings). Times: the domain's milliseconds <-> google.protobuf.Timestamp.
-import type { CheckResult } from "../access/check.ts";
-import { type AccessRequest, type Grant, type GrantEvent, grantStatus, type Review, type StoredAuditEntry } from "../access/model.ts";
+import type { CheckResult } from "../../access/check.ts";
+import { type AccessRequest, type Grant, type GrantEvent, grantStatus, type Review, type StoredAuditEntry } from "../../access/model.ts";
 import { reasonToWire } from "./status.ts";
 
 export interface Timestamp {

@@ -1,7 +1,7 @@
 // Admission control at the gRPC edge: bounds the calls served at once, per process and per connection, and
 // refuses one past either bound at once with RESOURCE_EXHAUSTED (before authentication or any other work), so
 // overload is answered in microseconds instead of queued until the caller's deadline passes.
-import { ResourceExhausted, type ResourceLimit } from "../errors.ts";
+import { ResourceExhausted, type ResourceLimit } from "../../errors.ts";
 
 export interface AdmissionLimits {
   readonly maxInFlight: number;

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import type { Jitgate } from "../../src/app.ts";
-import { HEALTH_SERVICES } from "../../src/server/server.ts";
-import { removeDir, tempDir } from "../support/bundles.ts";
-import { healthStatus, startTestJitgate } from "../support/jitgate.ts";
+import type { Jitgate } from "../../../src/app.ts";
+import { HEALTH_SERVICES } from "../../../src/server/grpc/server.ts";
+import { removeDir, tempDir } from "../../support/bundles.ts";
+import { healthStatus, startTestJitgate } from "../../support/jitgate.ts";
 
 describe("grpc.health.v1.Health", () => {
   let dir: string;

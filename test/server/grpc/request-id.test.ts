@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { accessServiceDefinition, loadAccessPackage } from "../../src/server/proto.ts";
-import { type E2eServer, startE2eServer, tokenFor } from "../support/api.ts";
+import { accessServiceDefinition, loadAccessPackage } from "../../../src/proto/loader.ts";
+import { type E2eServer, startE2eServer, tokenFor } from "../../support/api.ts";
 
 type Unary = (req: object, md: grpc.Metadata, cb: (err: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall;
 
