@@ -238,13 +238,7 @@ export async function startJitgate(config: ServeConfig, log: Logger, clock: Cloc
       (s) => {
         s.addService(
           accessServiceDefinition(pkg),
-          accessServiceHandlers(
-            access,
-            { authenticate: (call) => auth.authenticate({ metadata: call.metadata, authContext: call.getAuthContext() }) },
-            clock,
-            log,
-            new Admission(config.limits, (limit) => metrics.refused(limit)),
-          ),
+          accessServiceHandlers(access, auth, clock, log, new Admission(config.limits, (limit) => metrics.refused(limit))),
         );
         new ReflectionService(pkg).addToServer(s);
       },

@@ -1,7 +1,8 @@
 // Who is calling: a verified bearer token (OIDC or the dev issuer) when one is sent, else a client certificate
 // that TLS verified. The answer is the only source of requester and reviewer ids; request bodies never are.
+// Transport-neutral: every front end (gRPC, HTTP) hands over the same Credentials.
 import { readFile } from "node:fs/promises";
-import type * as grpc from "@grpc/grpc-js";
+import type { PeerCertificate } from "node:tls";
 import { decodeJwt } from "jose";
 import type { Caller } from "../access/model.ts";
 import type { Clock } from "../access/ports.ts";
@@ -18,22 +19,21 @@ import { DEV_ALGORITHM, loadOrCreateDevKey } from "./dev-issuer.ts";
 import { identityFromCertificate, NO_CLIENT_CERTIFICATE } from "./mtls.ts";
 import { createTokenVerifier, groupNameProblem, issuerKeys, localKeys, MAX_TOKEN_BYTES, type TokenVerifier } from "./oidc.ts";
 
-/** grpc-js 1.14 does not export its AuthContext type; this is it, as every server call returns it. */
-export type AuthContext = ReturnType<grpc.ServerUnaryCall<unknown, unknown>["getAuthContext"]>;
-
-export interface CallContext {
-  readonly metadata: grpc.Metadata;
+/** What a call presents to say who is calling, whatever its transport. */
+export interface Credentials {
+  /** Every value of the call's `authorization` header, as sent (none when there is no such header). */
+  readonly authorization: readonly (string | Buffer)[];
   /**
-   * `call.getAuthContext()`: grpc-js fills `sslPeerCertificate` only when TLS verified the certificate against
-   * the configured CA (`socket.authorized`); calls on a connection whose certificate failed are refused by the
-   * mTLS listener (src/server/grpc/server.ts) before they get here, with the reason.
+   * The client certificate TLS verified against the configured CA, if any: a front end passes only a certificate
+   * its TLS listener verified (`socket.authorized`; grpc-js's `sslPeerCertificate`), never one merely presented.
+   * Calls on a connection whose certificate failed are refused by the listener (src/server/grpc/server.ts).
    */
-  readonly authContext: AuthContext | undefined;
+  readonly peerCertificate: Pick<PeerCertificate, "subject" | "subjectaltname"> | undefined;
 }
 
 export interface Authenticator {
   /** The verified caller, or an Unauthenticated (an Unavailable when the identity provider's keys cannot be fetched). */
-  authenticate(ctx: CallContext): Promise<Caller>;
+  authenticate(credentials: Credentials): Promise<Caller>;
   /** Which identity modes are on, for the start-up log. */
   describe(): string;
 }
@@ -72,16 +72,15 @@ export async function createAuthenticator(config: IdentityConfig, options: Authe
   const verifierFor = chooseVerifier(verifiers);
 
   return {
-    async authenticate({ metadata, authContext }) {
-      const token = bearerToken(metadata);
+    async authenticate({ authorization, peerCertificate }) {
+      const token = bearerToken(authorization);
       if (token !== undefined) {
         if (verifiers.length === 0)
           throw new Unauthenticated("bearer tokens are not accepted here: this server identifies callers by client certificate");
         return verifierFor(token).verify(token);
       }
-      const cert = authContext?.sslPeerCertificate;
-      if (groupsByCertIdentity && cert) {
-        const id = identityFromCertificate(cert);
+      if (groupsByCertIdentity && peerCertificate) {
+        const id = identityFromCertificate(peerCertificate);
         return Object.freeze({ id, groups: groupsByCertIdentity.get(id) ?? NO_GROUPS });
       }
       throw new Unauthenticated(verifiers.length === 0 ? NO_CLIENT_CERTIFICATE : NO_IDENTITY);
@@ -105,11 +104,10 @@ export function devVerifierConfig(): OidcIdentityConfig {
 }
 
 /**
- * The token from `authorization: Bearer <token>`, undefined when no such header is sent. The scheme is
- * case-insensitive (RFC 7235); anything else in the header is refused rather than ignored.
+ * The token from `authorization: Bearer <token>` (the header's values as sent), undefined when no such header is
+ * sent. The scheme is case-insensitive (RFC 7235); anything else in the header is refused rather than ignored.
  */
-export function bearerToken(metadata: grpc.Metadata): string | undefined {
-  const values = metadata.get("authorization");
+export function bearerToken(values: readonly (string | Buffer)[]): string | undefined {
   if (values.length === 0) return undefined;
   if (values.length > 1) throw new Unauthenticated("malformed authorization header: sent more than once");
   const header = values[0];

@@ -6,7 +6,6 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import * as grpc from "@grpc/grpc-js";
 import { type CryptoKey, exportJWK, generateKeyPair, type JWTPayload, SignJWT } from "jose";
 import { Unauthenticated } from "../../src/errors.ts";
 import { type Authenticator, createAuthenticator } from "../../src/identity/authenticator.ts";
@@ -51,9 +50,7 @@ const UNUSABLE: readonly (readonly [string, string])[] = [
 ];
 
 function bearer(token: string) {
-  const metadata = new grpc.Metadata();
-  metadata.set("authorization", `Bearer ${token}`);
-  return { metadata, authContext: undefined };
+  return { authorization: [`Bearer ${token}`], peerCertificate: undefined };
 }
 
 async function refusal(promise: Promise<unknown>): Promise<Unauthenticated> {

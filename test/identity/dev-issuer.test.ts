@@ -5,7 +5,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import * as grpc from "@grpc/grpc-js";
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { FailedPrecondition, InvalidArgument, Unauthenticated } from "../../src/errors.ts";
 import { createAuthenticator } from "../../src/identity/authenticator.ts";
@@ -23,9 +22,7 @@ let dirs = 0;
 const freshDir = () => join(root, `data-${++dirs}`);
 
 function withBearer(token: string) {
-  const metadata = new grpc.Metadata();
-  metadata.set("authorization", `Bearer ${token}`);
-  return { metadata, authContext: undefined };
+  return { authorization: [`Bearer ${token}`], peerCertificate: undefined };
 }
 
 async function refusal(promise: Promise<unknown>): Promise<Error> {

@@ -12,6 +12,7 @@ import { type Authenticator, createAuthenticator } from "../../src/identity/auth
 import { parseIdentityConfig } from "../../src/identity/config.ts";
 import { issueDevToken } from "../../src/identity/dev-issuer.ts";
 import { clientCertificateRefusal, identityFromCertificate, serverCredentials, subjectAltNames } from "../../src/identity/mtls.ts";
+import { grpcCredentials } from "../../src/server/grpc/access-service.ts";
 import { type RunningServer, startServer } from "../../src/server/grpc/server.ts";
 import { makeTestCertificates, SPIFFE_ID } from "../support/certificates.ts";
 
@@ -69,18 +70,18 @@ describe("identity from a client certificate", () => {
 
 describe("mTLS configuration", () => {
   test("groups come from the mapping file; a missing file means no groups", async () => {
-    const cert = { sslPeerCertificate: await legacy("deployer"), transportSecurityType: "ssl" };
+    const cert = await legacy("deployer");
     const withGroups = await createAuthenticator(
       parseIdentityConfig({ mtls: { caFile: file("ca.pem"), groupsFile: file("groups.json") } }, dir),
     );
-    assert.deepEqual(await withGroups.authenticate({ metadata: new grpc.Metadata(), authContext: cert }), {
+    assert.deepEqual(await withGroups.authenticate({ authorization: [], peerCertificate: cert }), {
       id: SPIFFE_ID,
       groups: ["deployers"],
     });
     const noFile = await createAuthenticator(
       parseIdentityConfig({ mtls: { caFile: file("ca.pem"), groupsFile: file("absent.json") } }, dir),
     );
-    assert.deepEqual(await noFile.authenticate({ metadata: new grpc.Metadata(), authContext: cert }), { id: SPIFFE_ID, groups: [] });
+    assert.deepEqual(await noFile.authenticate({ authorization: [], peerCertificate: cert }), { id: SPIFFE_ID, groups: [] });
   });
 
   test("a groups file that is not a map of lists is refused naming the flag", async () => {
@@ -96,9 +97,10 @@ describe("mTLS configuration", () => {
 
   test("a bearer token sent to a certificate-only server is refused, not ignored", async () => {
     const auth = await createAuthenticator(parseIdentityConfig({ mtls: { caFile: file("ca.pem") } }, dir));
-    const metadata = new grpc.Metadata();
-    metadata.set("authorization", "Bearer a.b.c");
-    await assert.rejects(auth.authenticate({ metadata, authContext: undefined }), /bearer tokens are not accepted here/);
+    await assert.rejects(
+      auth.authenticate({ authorization: ["Bearer a.b.c"], peerCertificate: undefined }),
+      /bearer tokens are not accepted here/,
+    );
   });
 
   test("unreadable or mismatched TLS files are refused at start-up, naming the setting", async () => {
@@ -149,7 +151,7 @@ describe("refusing a connection's client certificate", () => {
 
   test("a certificate-only server without a verified certificate says so, not 'send a bearer token'", async () => {
     const auth = await createAuthenticator(parseIdentityConfig({ mtls: { caFile: file("ca.pem") } }, dir));
-    await assert.rejects(auth.authenticate({ metadata: new grpc.Metadata(), authContext: {} }), {
+    await assert.rejects(auth.authenticate({ authorization: [], peerCertificate: undefined }), {
       name: "Unauthenticated",
       message: "no client certificate",
     });
@@ -186,7 +188,7 @@ async function serveWhoAmI(
     s.addService(WHO_AM_I, {
       whoAmI(call: grpc.ServerUnaryCall<Buffer, string>, callback: grpc.sendUnaryData<string>) {
         handled++;
-        auth.authenticate({ metadata: call.metadata, authContext: call.getAuthContext() }).then(
+        auth.authenticate(grpcCredentials(call)).then(
           (caller) => callback(null, `${caller.id}|${caller.groups.join(",")}`),
           (err: unknown) => {
             const code = err instanceof Unauthenticated ? grpc.status.UNAUTHENTICATED : grpc.status.INTERNAL;

@@ -4,7 +4,6 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import * as grpc from "@grpc/grpc-js";
 import { type CryptoKey, errors, exportJWK, exportSPKI, generateKeyPair, type JWK, type JWTPayload, SignJWT } from "jose";
 import { InvalidArgument, Unauthenticated, Unavailable } from "../../src/errors.ts";
 import { type Authenticator, createAuthenticator } from "../../src/identity/authenticator.ts";
@@ -58,9 +57,7 @@ function sign(
 }
 
 function call(authorization?: string | string[]) {
-  const metadata = new grpc.Metadata();
-  for (const value of [authorization ?? []].flat()) metadata.add("authorization", value);
-  return { metadata, authContext: undefined };
+  return { authorization: [authorization ?? []].flat(), peerCertificate: undefined };
 }
 
 async function refusal(promise: Promise<unknown>, kind: new (...args: never[]) => Error = Unauthenticated): Promise<Error> {

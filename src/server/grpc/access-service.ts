@@ -5,6 +5,7 @@ import type { Access, WatchStream } from "../../access/access.ts";
 import type { AccessRequest, Caller, GrantEvent } from "../../access/model.ts";
 import type { Clock } from "../../access/ports.ts";
 import type { Logger } from "../../log.ts";
+import type { Credentials } from "../../identity/authenticator.ts";
 import type { Admission } from "./admission.ts";
 import { DeadlineExceeded } from "../../errors.ts";
 import { requestIdHeaders, requestIdOf } from "./request-id.ts";
@@ -12,9 +13,14 @@ import { toStatus } from "./status.ts";
 import * as v from "./validate.ts";
 import { auditEntryToWire, checkToWire, grantEventToWire, grantToWire, requestToWire, timestamp } from "./wire.ts";
 
-/** Verifies who is calling, from the transport (client certificate) or the `authorization` metadata. */
+/** Verifies who is calling (src/identity), from the credentials a call presents. */
 export interface CallerAuthenticator {
-  authenticate(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): Promise<Caller>;
+  authenticate(credentials: Credentials): Promise<Caller>;
+}
+
+/** What a gRPC call presents: its `authorization` metadata, and the client certificate TLS verified (if any). */
+export function grpcCredentials(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): Credentials {
+  return { authorization: call.metadata.get("authorization"), peerCertificate: call.getAuthContext()?.sslPeerCertificate };
 }
 
 type Wire = Record<string, unknown>;
@@ -49,7 +55,7 @@ export function accessServiceHandlers(
         leave = admission.enter(call.getPeer());
         // A call its client gave up on stops counting, even while its handler waits on (RequestAccess with wait).
         call.once("cancelled", leave);
-        const caller = await auth.authenticate(call);
+        const caller = await auth.authenticate(grpcCredentials(call));
         // Nothing is started for a client that has gone or a deadline that has passed (grpc-js ends such a call
         // on its own from a timer; this check does not depend on that timer having run).
         if (call.cancelled) return;
@@ -175,7 +181,7 @@ async function serveEvents(
   const requestId = requestIdOf(call.metadata);
   const fail = (err: unknown) => call.emit("error", toStatus(err, log.child({ request_id: requestId, method: call.getPath() }), requestId));
   try {
-    const caller = await auth.authenticate(call);
+    const caller = await auth.authenticate(grpcCredentials(call));
     const requested = Number(call.request.after_seq ?? 0);
     let lastSeq = requested > 0 ? requested : await arrivedAt;
     // Headers first, in the same turn as the subscription below: nothing can slip in between, and replayed
