@@ -1,5 +1,5 @@
 // jitgate's typed errors. Every module throws these (or wraps foreign errors in them, keeping `cause`);
-// src/server/grpc/status.ts maps them to gRPC codes and src/cli/ to exit codes. Nothing else maps errors.
+// src/server/error-table.ts maps them to gRPC and HTTP statuses and src/cli/ to exit codes. Nothing else maps errors.
 
 export type ErrorCode =
   | "INVALID_ARGUMENT"

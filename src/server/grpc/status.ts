@@ -1,24 +1,12 @@
-// The one place where errors become gRPC statuses. jitgate's typed errors map by their code, with the
+// The one place where errors become gRPC statuses. jitgate's typed errors map by their code (../error-table.ts), with the
 // policy's reasons as jit.v1.ErrorDetails in the standard grpc-status-details-bin trailer; anything else is
 // INTERNAL with a correlation id that the log line carries, and no internal detail reaches the caller.
 import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { type ErrorCode, InvalidArgument, JitgateError, PermissionDenied, type ReasonDetail } from "../../errors.ts";
+import { InvalidArgument, JitgateError, PermissionDenied, type ReasonDetail } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { errorDetailTypes } from "../../proto/error-details.ts";
-
-const CODE_OF: Readonly<Record<ErrorCode, grpc.status>> = {
-  INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
-  NOT_FOUND: grpc.status.NOT_FOUND,
-  ALREADY_EXISTS: grpc.status.ALREADY_EXISTS,
-  PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
-  UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
-  FAILED_PRECONDITION: grpc.status.FAILED_PRECONDITION,
-  UNAVAILABLE: grpc.status.UNAVAILABLE,
-  RESOURCE_EXHAUSTED: grpc.status.RESOURCE_EXHAUSTED,
-  DEADLINE_EXCEEDED: grpc.status.DEADLINE_EXCEEDED,
-  INTERNAL: grpc.status.INTERNAL,
-};
+import { STATUS_OF } from "../error-table.ts";
 
 const ERROR_DETAILS_URL = "type.googleapis.com/jit.v1.ErrorDetails";
 const types = errorDetailTypes();
@@ -26,7 +14,7 @@ const types = errorDetailTypes();
 /** `correlationId`: the call's request id, so the caller's message and the log line name the same id. */
 export function toStatus(err: unknown, log: Logger, correlationId?: string): Partial<grpc.StatusObject> {
   if (err instanceof JitgateError && err.code !== "INTERNAL") {
-    const code = CODE_OF[err.code];
+    const code: grpc.status = STATUS_OF[err.code].grpc;
     return { code, details: err.message, metadata: detailsTrailer(code, err) };
   }
   const id = correlationId ?? randomUUID();
