@@ -20,6 +20,16 @@ export interface GrantWatch {
   readonly afterSeq?: number;
 }
 
+/**
+ * A Check as any front end asks it (gRPC Check, and the proxy and HTTP front ends to come): about a subject,
+ * with the groups the caller knows it by, or about whoever holds an access token.
+ */
+export type Question = {
+  readonly resource: string;
+  readonly action: string;
+  readonly context: Readonly<Record<string, string>>;
+} & ({ readonly subject: Caller; readonly token?: undefined } | { readonly token: string; readonly subject?: undefined });
+
 /** Where a watch's events go: each event, the end of the feed (shutdown), and a store that failed the backlog. */
 export interface WatchStream {
   readonly deliver: (event: GrantEvent) => void;
@@ -78,6 +88,16 @@ export class Access {
 
   check(input: CheckInput): Promise<CheckResult> {
     return check(this.deps, input);
+  }
+
+  /**
+   * The one Check entry of every front end: a question about a subject (asked by `caller`, who may ask only
+   * about themselves unless a checker, admin or auditor) or about an access token's holder.
+   */
+  ask(caller: Caller, q: Question): Promise<CheckResult> {
+    const { resource, action, context } = q;
+    if (q.token !== undefined) return checkToken(this.deps, { token: q.token, resource, action, context, caller: caller.id });
+    return checkAs(this.deps, caller, { subject: q.subject, resource, action, context });
   }
 
   /** A check asked by `caller`, who may ask only about themselves unless a checker, admin or auditor. */

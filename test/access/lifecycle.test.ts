@@ -241,6 +241,28 @@ describe("access lifecycle", () => {
     await assert.rejects(access.issueToken(alice, grantId), /is REVOKED, not ACTIVE/);
   });
 
+  test("ask, the one Check entry: a question about a subject goes through the caller's rights, one about a token to its holder", async () => {
+    const grantId = (await access.requestAccess(alice, readOrders)).grantId as string;
+    const service: Caller = { id: "svc-orders", groups: ["services"] };
+    const mallory: Caller = { id: "mallory", groups: ["engineering"] };
+    assert.equal((await access.ask(service, at(alice, "read"))).allow, true);
+    assert.equal((await access.ask(alice, at(alice, "read"))).allow, true, "a caller may ask about themselves");
+    await assert.rejects(access.ask(mallory, at(alice, "read")), PermissionDenied, "but not about someone else");
+    const { token } = await access.issueToken(alice, grantId);
+    const byToken = await access.ask(mallory, { token, resource: "db/orders", action: "read", context: { source_ip: "10.1.2.3" } });
+    assert.deepEqual([byToken.allow, byToken.grantId], [true, grantId]);
+    // Each answer, the refusal included, is recorded with who asked.
+    assert.deepEqual(
+      decisions.slice(-4).map((d) => [d.caller, d.subject, d.allow, d.tokenId !== ""]),
+      [
+        ["svc-orders", "alice", true, false],
+        ["alice", "alice", true, false],
+        ["mallory", "alice", false, false],
+        ["mallory", "alice", true, true],
+      ],
+    );
+  });
+
   test("every check leaves one decision record with who asked, what was decided and why", async () => {
     const grantId = (await access.requestAccess(alice, readOrders)).grantId as string;
     const allowed = await access.check({ ...at(alice, "read"), caller: "svc-orders" });

@@ -112,12 +112,7 @@ export function accessServiceHandlers(
     CancelAccessRequest: unary(async (caller, req) =>
       withGrant(await access.cancel(caller, v.requiredName(req, "id"), v.optionalText(req, "reason"))),
     ),
-    Check: unary(async (caller, req) => {
-      const input = { ...v.checkInput(req), caller: caller.id };
-      return checkToWire(
-        input.subject ? await access.checkAs(caller, { ...input, subject: input.subject }) : await access.checkToken(input),
-      );
-    }),
+    Check: unary(async (caller, req) => checkToWire(await access.ask(caller, v.question(req)))),
     IssueToken: unary(async (caller, req) => {
       const t = await access.issueToken(caller, v.requiredName(req, "grant_id"));
       return { token: t.token, expire_time: timestamp(t.expiresAt), token_id: t.jti, grant_id: t.grantId, audience: t.audience };

@@ -1,6 +1,6 @@
 // Validation at the edge: each jit.v1 request message becomes the domain's typed input, or an
 // InvalidArgument that names the field as the .proto names it and says what is expected.
-import type { CheckInput } from "../../access/check.ts";
+import type { Question } from "../../access/access.ts";
 import { REQUEST_STATES, type RequestState, type ReviewDecision } from "../../access/model.ts";
 import type { Page } from "../../access/ports.ts";
 import type { RequestAccessInput } from "../../access/request.ts";
@@ -206,13 +206,8 @@ export function reviewInput(msg: Wire): ReviewInput {
   return { requestId: name(msg, "id"), decision, comment: freeText(msg, "comment") };
 }
 
-export function checkInput(msg: Wire): {
-  token: string;
-  resource: string;
-  action: string;
-  context: Record<string, string>;
-  subject?: CheckInput["subject"];
-} {
+/** A CheckRequest as the domain's question: about `subject` (with `subject_groups`) or about `token`'s holder. */
+export function question(msg: Wire): Question {
   const context = msg.context as Record<string, unknown>;
   if (typeof context !== "object" || context === null) throw new InvalidArgument("context", "must be a map of strings");
   const entries = Object.entries(context);
@@ -228,10 +223,10 @@ export function checkInput(msg: Wire): {
     if (problem !== undefined) throw new InvalidArgument(`context[${k}]`, problem);
   }
   const token = text(msg, "token", { max: 16_384 });
-  const common = { token, resource: name(msg, "resource"), action: name(msg, "action"), context: context as Record<string, string> };
+  const common = { resource: name(msg, "resource"), action: name(msg, "action"), context: context as Record<string, string> };
   if (token !== "") {
     if (msg.subject) throw new InvalidArgument("subject", "give a subject or a token, not both");
-    return common;
+    return { ...common, token };
   }
   if (!msg.subject) throw new InvalidArgument("subject", "is required (or pass token)");
   return { ...common, subject: { id: name(msg, "subject"), groups: names(msg, "subject_groups", { required: false, max: 256 }) } };

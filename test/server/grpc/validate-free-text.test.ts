@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
 import { InvalidArgument } from "../../../src/errors.ts";
-import { checkInput, FREE_TEXT, optionalText, page, requestAccessInput, reviewInput } from "../../../src/server/grpc/validate.ts";
+import { question, FREE_TEXT, optionalText, page, requestAccessInput, reviewInput } from "../../../src/server/grpc/validate.ts";
 
 type Wire = Record<string, unknown>;
 
@@ -27,8 +27,8 @@ const FIELDS: readonly { field: string; multiline: boolean; validate: (text: str
   { field: "comment", multiline: true, validate: (t) => reviewInput({ id: "r-1", decision: "REVIEW_DECISION_APPROVE", comment: t }) },
   // CancelAccessRequest, RevokeGrant and RevokeSubject all read `reason` through this.
   { field: "reason", multiline: false, validate: (t) => optionalText({ reason: t }, "reason") },
-  { field: "context[source_ip]", multiline: false, validate: (t) => checkInput({ ...CHECK, context: { source_ip: t } }) },
-  { field: "context", multiline: false, validate: (t) => checkInput({ ...CHECK, context: { [t]: "10.1.2.3" } }) },
+  { field: "context[source_ip]", multiline: false, validate: (t) => question({ ...CHECK, context: { source_ip: t } }) },
+  { field: "context", multiline: false, validate: (t) => question({ ...CHECK, context: { [t]: "10.1.2.3" } }) },
 ];
 
 /** The hostile characters, each as sent and as the error must name it. */
@@ -178,8 +178,8 @@ describe("identifiers refuse what free text refuses, without echoing it", () => 
     for (const c of hostile) {
       assert.equal(refusal(() => reviewInput({ id: `r-1${c}`, decision: "REVIEW_DECISION_APPROVE", comment: "" })).field, "id");
       assert.equal(refusal(() => requestAccessInput({ ...REQUEST, actions: [`re${c}ad`] })).field, "actions[0]");
-      assert.equal(refusal(() => checkInput({ ...CHECK, subject: `al${c}ice` })).field, "subject");
-      assert.equal(refusal(() => checkInput({ ...CHECK, subject_groups: [`eng${c}`] })).field, "subject_groups[0]");
+      assert.equal(refusal(() => question({ ...CHECK, subject: `al${c}ice` })).field, "subject");
+      assert.equal(refusal(() => question({ ...CHECK, subject_groups: [`eng${c}`] })).field, "subject_groups[0]");
     }
   });
 
