@@ -7,7 +7,6 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import pg from "pg";
 import { audit } from "../../src/access/audit.ts";
 import type { AccessWrites } from "../../src/access/ports.ts";
 import type { ExportedAuditRecord, WhoHadRow } from "../../src/store/audit-queries.ts";
@@ -15,7 +14,7 @@ import { openPgStore } from "../../src/store/postgres/store.ts";
 import { openSqliteStore } from "../../src/store/sqlite.ts";
 import { aGrant, aRequest, aReview, anAuditEntry, MINUTE, T0, withRaw } from "../store/fixtures.ts";
 import { ROOT, removeDir, tempDir } from "../support/bundles.ts";
-import { startPostgres, type PostgresServer } from "../support/postgres.ts";
+import { startPostgres, type PostgresServer, withClient } from "../support/postgres.ts";
 
 const JITGATE = join(ROOT, "bin", "jitgate");
 const iso = (ms: number) => new Date(ms).toISOString().replace(".000Z", "Z");
@@ -107,16 +106,6 @@ async function writeLifecycle(store: AccessWrites): Promise<void> {
       );
     }
   });
-}
-
-async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
 }
 
 /** A loopback port nothing listens on. */

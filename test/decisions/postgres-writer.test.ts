@@ -14,7 +14,7 @@ import { openPgDecisionStore, ROWS_PER_STATEMENT, type PgDecisionStore } from ".
 import { PG_MIGRATIONS } from "../../src/store/postgres/migrations.ts";
 import { openPgStore } from "../../src/store/postgres/store.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
-import { startPostgres, type PostgresServer } from "../support/postgres.ts";
+import { startPostgres, type PostgresServer, withClient } from "../support/postgres.ts";
 import { aDecisionRecord, T0 } from "./fixtures.ts";
 
 let server: PostgresServer;
@@ -28,16 +28,6 @@ after(async () => {
   await Promise.allSettled(opened.map((s) => s.close()));
   server.stop();
 });
-
-async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 /** A writer on a fresh database, and that database's URL. */
 async function freshWriter(): Promise<{ url: string; writer: PgDecisionStore }> {

@@ -7,12 +7,11 @@ import { createServer, type Server, type Socket, connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { Client } from "pg";
 import { type Caller, type E2eServer, failsWith, startE2eServer } from "../support/api.ts";
 import { rotateSigningKey } from "../../src/tokens/keys.ts";
 import { removeDir, tempDir } from "../support/bundles.ts";
 import { healthStatus } from "../support/jitgate.ts";
-import { startPostgres, type PostgresServer } from "../support/postgres.ts";
+import { startPostgres, type PostgresServer, withClient } from "../support/postgres.ts";
 
 const ORDERS = "db/orders";
 const FEED_BOUND_MS = 1_000;
@@ -97,15 +96,11 @@ describe("replicas on one PostgreSQL", () => {
     pg = await startPostgres();
     const url = await pg.createDatabase();
     proxy = await freezableProxy(pg.port);
-    decisionsWithId = async (id) => {
-      const client = new Client({ connectionString: url });
-      await client.connect();
-      try {
-        return (await client.query("SELECT decision_id FROM decisions WHERE decision_id = $1", [id])).rowCount ?? 0;
-      } finally {
-        await client.end();
-      }
-    };
+    decisionsWithId = (id) =>
+      withClient(
+        url,
+        async (client) => (await client.query("SELECT decision_id FROM decisions WHERE decision_id = $1", [id])).rowCount ?? 0,
+      );
     const throughProxy = url.replace(`:${pg.port}/`, `:${proxy.port}/`);
     keysDir = await tempDir("jitgate-shared-keys-");
     a = await startE2eServer({ store: url, feedBound: `${FEED_BOUND_MS}ms`, signingKeys: keysDir });

@@ -10,7 +10,7 @@ import type { WriteTx } from "../../src/access/ports.ts";
 import { FailedPrecondition, Unavailable } from "../../src/errors.ts";
 import { GRANT_EVENTS_CHANNEL, openPgStore, PG_SCHEMA_VERSION, type PgStore, type PgStoreOptions } from "../../src/store/postgres/store.ts";
 import { openSqliteStore } from "../../src/store/sqlite.ts";
-import { startPostgres, type PostgresServer } from "../support/postgres.ts";
+import { startPostgres, type PostgresServer, withClient } from "../support/postgres.ts";
 import { aGrant, aRequest, anAuditEntry, MINUTE, T0 } from "./fixtures.ts";
 
 let server: PostgresServer;
@@ -28,16 +28,6 @@ after(async () => {
   await Promise.allSettled(opened.map((s) => s.close()));
   server.stop();
 });
-
-async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 async function open(url: string, opts: PgStoreOptions = {}): Promise<PgStore> {
   const store = await openPgStore(url, opts);

@@ -125,13 +125,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     url,
     async createDatabase() {
       const name = `t${process.pid}_${++databases}`;
-      const client = new pg.Client({ connectionString: url() });
-      await client.connect();
-      try {
-        await client.query(`CREATE DATABASE ${name}`);
-      } finally {
-        await client.end();
-      }
+      await withClient(url(), (client) => client.query(`CREATE DATABASE ${name}`));
       return url(name);
     },
     stopServer,
@@ -142,4 +136,15 @@ export async function startPostgres(): Promise<PostgresServer> {
     },
     stop,
   };
+}
+
+/** Runs `fn` on a fresh connection to `url`, closed afterwards (for tests that look at PostgreSQL directly). */
+export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
 }
